@@ -1,0 +1,188 @@
+//! Write-back: tell each task where it is served (`endpoint`, `browser_endpoint`), and take the
+//! keys back when its route goes away. Writes are read-modify-write against a fresh read of the
+//! task, because the server merges nothing and the SDK writes the same dict.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use crate::clearml::{ApiError, ClearmlClient};
+use crate::model::{RouteId, TaskId};
+use crate::reconcile::RouteTable;
+use crate::sources::tasks::keys;
+
+/// Runtime key -> URL the router wants on one task.
+pub type Keys = BTreeMap<String, String>;
+
+/// The URL a route is served at.
+pub fn route_url(router_url: &str, route: &RouteId) -> String {
+    format!("{router_url}/service/{route}/")
+}
+
+/// Every key the router wants written, per task.
+pub fn desired_keys(router_url: &str, table: &RouteTable) -> BTreeMap<TaskId, Keys> {
+    let mut out: BTreeMap<TaskId, Keys> = BTreeMap::new();
+    for route in table.http.values() {
+        let url = route_url(router_url, &route.id);
+        let keys = out.entry(route.task.clone()).or_default();
+        for base in [keys::ENDPOINT, keys::BROWSER_ENDPOINT] {
+            keys.insert(keys::with_suffix(base, route.endpoint.as_ref()), url.clone());
+        }
+    }
+    out
+}
+
+/// Applies `want` to `runtime`: sets wanted keys, and removes keys we wrote before (`ours`) that
+/// are no longer wanted, unless someone else has changed them since. Returns true if it changed.
+pub fn merge(runtime: &mut Map<String, Value>, want: &Keys, ours: &Keys) -> bool {
+    let mut changed = false;
+    for (key, url) in want {
+        if runtime.get(key).and_then(Value::as_str) != Some(url) {
+            runtime.insert(key.clone(), Value::String(url.clone()));
+            changed = true;
+        }
+    }
+    for (key, url) in ours {
+        if !want.contains_key(key) && runtime.get(key).and_then(Value::as_str) == Some(url) {
+            runtime.remove(key);
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Remembers what was advertised so it can be retracted, across polls and router restarts.
+#[derive(Debug, Default)]
+pub struct Advertiser {
+    router_url: String,
+    advertised: BTreeMap<TaskId, Keys>,
+}
+
+/// What one sync did, for logs and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub written: Vec<TaskId>,
+    pub failed: Vec<(TaskId, String)>,
+}
+
+impl Advertiser {
+    pub fn new(router_url: &str) -> Self {
+        Self {
+            router_url: router_url.to_owned(),
+            advertised: BTreeMap::new(),
+        }
+    }
+
+    /// Seeds what a previous run advertised (from the routing table it left on disk).
+    pub fn assume_advertised(&mut self, routes: impl IntoIterator<Item = RouteId>) {
+        for route in routes {
+            let (task, endpoint) = route.parts();
+            let url = route_url(&self.router_url, &route);
+            let keys = self.advertised.entry(task).or_default();
+            for base in [keys::ENDPOINT, keys::BROWSER_ENDPOINT] {
+                keys.insert(keys::with_suffix(base, endpoint.as_ref()), url.clone());
+            }
+        }
+    }
+
+    /// Brings every task's runtime in line with the live table. Only called after the proxy
+    /// confirmed the table, so an advertised URL always works.
+    pub async fn sync(&mut self, client: &ClearmlClient, table: &RouteTable) -> SyncReport {
+        let desired = desired_keys(&self.router_url, table);
+        let tasks: BTreeSet<TaskId> = desired.keys().chain(self.advertised.keys()).cloned().collect();
+        let mut report = SyncReport::default();
+        let empty = Keys::new();
+        for task in tasks {
+            let want = desired.get(&task).unwrap_or(&empty);
+            let ours = self.advertised.get(&task).unwrap_or(&empty);
+            // Cheap check against the polled runtime first: most polls change nothing.
+            if let Some(polled) = table.runtimes.get(&task) {
+                let mut copy = polled.clone();
+                if !merge(&mut copy, want, ours) {
+                    self.record(&task, want);
+                    continue;
+                }
+            }
+            match write_keys(client, &task, want, ours).await {
+                Ok(wrote) => {
+                    if wrote {
+                        report.written.push(task.clone());
+                    }
+                    self.record(&task, want);
+                }
+                Err(e) if is_missing_task(&e) => {
+                    self.advertised.remove(&task);
+                }
+                Err(e) => report.failed.push((task, e.to_string())),
+            }
+        }
+        report
+    }
+
+    fn record(&mut self, task: &TaskId, want: &Keys) {
+        if want.is_empty() {
+            self.advertised.remove(task);
+        } else {
+            self.advertised.insert(task.clone(), want.clone());
+        }
+    }
+}
+
+/// Re-reads the task, merges, and writes only if something changed. Returns whether it wrote.
+async fn write_keys(
+    client: &ClearmlClient,
+    task: &TaskId,
+    want: &Keys,
+    ours: &Keys,
+) -> Result<bool, ApiError> {
+    let fresh = client.task(task.as_str()).await?;
+    let mut runtime = match fresh.get("runtime") {
+        Some(Value::Object(map)) => map.clone(),
+        _ => Map::new(),
+    };
+    if !merge(&mut runtime, want, ours) {
+        return Ok(false);
+    }
+    client.set_runtime(task.as_str(), &runtime).await?;
+    Ok(true)
+}
+
+/// The server answers 400/101 for an unknown task id: nothing left to retract.
+fn is_missing_task(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::Server {
+            code: 400,
+            subcode: 101,
+            ..
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_sets_wanted_and_retracts_only_unchanged_keys() {
+        let url = "http://gw/service/t/".to_string();
+        let ours: Keys = [
+            ("endpoint".into(), url.clone()),
+            ("browser_endpoint".into(), url.clone()),
+        ]
+        .into();
+        let mut runtime = json!({"_PORT": 1, "endpoint": url, "browser_endpoint": "http://other/"})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert!(merge(&mut runtime, &Keys::new(), &ours));
+        assert_eq!(
+            Value::Object(runtime.clone()),
+            json!({"_PORT": 1, "browser_endpoint": "http://other/"})
+        );
+        assert!(!merge(&mut runtime, &Keys::new(), &ours));
+        assert!(merge(&mut runtime, &ours, &Keys::new()));
+        assert_eq!(runtime["browser_endpoint"], json!(url));
+    }
+}

@@ -1,0 +1,233 @@
+//! Apply a render to the proxy: validate a staged copy, swap the live files atomically, reload
+//! only for structural change, then confirm the proxy serves the new hashes. On failure the last
+//! good files stay (or are put back) and the error says why.
+
+pub mod files;
+pub mod probe;
+pub mod reloader;
+pub mod validate;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::reconcile::RouteTable;
+use crate::render::{render, Dir, Layout, Rendered, RenderedFile};
+use probe::ProxyProbe;
+use reloader::Reloader;
+use validate::Validator;
+
+/// What an apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Same bytes as the last confirmed apply.
+    Unchanged,
+    /// Only the routing table changed; the proxy picked it up without a reload.
+    RoutesUpdated,
+    /// Structural config changed and the proxy was reloaded (or already served it).
+    ConfigApplied { reloaded: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("render failed: {0}")]
+    Render(#[from] crate::render::RenderError),
+    #[error("new config is invalid, the previous one keeps serving: {0}")]
+    Invalid(String),
+    #[error("proxy is not reachable; config is written and will be confirmed when it answers: {0:#}")]
+    ProxyDown(anyhow::Error),
+    #[error("proxy did not take the new config, restored the previous one: {0:#}")]
+    NotConfirmed(anyhow::Error),
+    #[error("{0:#}")]
+    Io(anyhow::Error),
+}
+
+pub struct Applier<R: Reloader> {
+    pub layout: Layout,
+    pub conf_dir: PathBuf,
+    pub lua_dir: PathBuf,
+    pub validator: Validator,
+    pub reloader: R,
+    pub probe: ProxyProbe,
+    pub staging_dir: PathBuf,
+    pub confirm_timeout: Duration,
+    last_good: Option<Rendered>,
+    reloads: u64,
+}
+
+impl<R: Reloader> Applier<R> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        layout: Layout,
+        conf_dir: PathBuf,
+        lua_dir: PathBuf,
+        validator: Validator,
+        reloader: R,
+        probe: ProxyProbe,
+        staging_dir: PathBuf,
+    ) -> Self {
+        Self {
+            layout,
+            conf_dir,
+            lua_dir,
+            validator,
+            reloader,
+            probe,
+            staging_dir,
+            confirm_timeout: Duration::from_secs(10),
+            last_good: None,
+            reloads: 0,
+        }
+    }
+
+    /// Reloads signalled by this applier since it started.
+    pub fn reloads(&self) -> u64 {
+        self.reloads
+    }
+
+    /// The last render the proxy confirmed.
+    pub fn last_good(&self) -> Option<&Rendered> {
+        self.last_good.as_ref()
+    }
+
+    pub async fn apply(&mut self, table: &RouteTable) -> Result<ApplyOutcome, ApplyError> {
+        let rendered = render(&self.layout, table)?;
+        let structural_changed = match &self.last_good {
+            Some(good) if *good == rendered => return Ok(ApplyOutcome::Unchanged),
+            Some(good) => good.structural != rendered.structural,
+            None => true,
+        };
+        let outcome = if structural_changed {
+            self.apply_structural(table, &rendered).await?
+        } else {
+            self.apply_routes(&rendered).await?
+        };
+        self.last_good = Some(rendered);
+        Ok(outcome)
+    }
+
+    async fn apply_structural(
+        &mut self,
+        table: &RouteTable,
+        rendered: &Rendered,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let previous = self.read_live(rendered).map_err(ApplyError::Io)?;
+        let differs = |f: &RenderedFile, old: &Option<Vec<u8>>| old.as_deref() != Some(&f.bytes[..]);
+        let conf_changed = rendered
+            .structural
+            .iter()
+            .zip(&previous)
+            .any(|(f, old)| differs(f, old));
+        let files_changed = conf_changed || differs(&rendered.routes, &previous[previous.len() - 1]);
+        if conf_changed {
+            self.validate(table).await?;
+        }
+        let before = self.probe.status().await.ok();
+        if files_changed {
+            self.write_all(rendered).map_err(ApplyError::Io)?;
+        }
+        if before
+            .as_ref()
+            .is_some_and(|s| s.config_hash == rendered.config_hash)
+        {
+            self.confirm_routes(rendered)
+                .await
+                .map_err(ApplyError::NotConfirmed)?;
+            return Ok(ApplyOutcome::ConfigApplied { reloaded: false });
+        }
+        self.reloads += 1;
+        if let Err(e) = self.reloader.reload().await {
+            // No proxy to signal: the validated files stay and are picked up when it starts.
+            return Err(ApplyError::ProxyDown(e));
+        }
+        let want_hash = rendered.config_hash.clone();
+        let confirmed = match self
+            .probe
+            .wait_for(self.confirm_timeout, |s| s.config_hash == want_hash)
+            .await
+        {
+            Ok(_) => self.confirm_routes(rendered).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = confirmed {
+            tracing::error!(error = %format!("{e:#}"), "proxy did not confirm the new config; restoring the previous files");
+            self.restore(rendered, &previous);
+            self.reloads += 1;
+            if let Err(e) = self.reloader.reload().await {
+                tracing::error!(error = %format!("{e:#}"), "reload after restore failed");
+            }
+            return Err(ApplyError::NotConfirmed(e));
+        }
+        Ok(ApplyOutcome::ConfigApplied { reloaded: true })
+    }
+
+    async fn apply_routes(&mut self, rendered: &Rendered) -> Result<ApplyOutcome, ApplyError> {
+        let path = self.path_of(&rendered.routes);
+        if files::read_if_exists(&path).map_err(ApplyError::Io)?.as_deref()
+            != Some(&rendered.routes.bytes[..])
+        {
+            files::write_atomic(&path, &rendered.routes.bytes).map_err(ApplyError::Io)?;
+        }
+        self.confirm_routes(rendered).await.map_err(|e| {
+            self.last_good = None;
+            ApplyError::NotConfirmed(e)
+        })?;
+        Ok(ApplyOutcome::RoutesUpdated)
+    }
+
+    async fn confirm_routes(&self, rendered: &Rendered) -> anyhow::Result<()> {
+        let want = rendered.routes_version.clone();
+        self.probe
+            .wait_for(self.confirm_timeout, |s| s.routes_version == want)
+            .await
+            .map(|_| ())
+    }
+
+    async fn validate(&self, table: &RouteTable) -> Result<(), ApplyError> {
+        let _ = std::fs::remove_dir_all(&self.staging_dir);
+        let report = self
+            .validator
+            .validate(&self.layout, table, &self.staging_dir)
+            .await
+            .map_err(|e| ApplyError::Invalid(format!("{e:#}")))?;
+        if report.ok() {
+            Ok(())
+        } else {
+            Err(ApplyError::Invalid(report.failure_summary()))
+        }
+    }
+
+    fn path_of(&self, file: &RenderedFile) -> PathBuf {
+        match file.dir {
+            Dir::Conf => self.conf_dir.join(file.name),
+            Dir::Lua => self.lua_dir.join(file.name),
+        }
+    }
+
+    /// Live bytes of every file of a render, structural files first, routing table last.
+    fn read_live(&self, rendered: &Rendered) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+        rendered
+            .structural
+            .iter()
+            .chain([&rendered.routes])
+            .map(|f| files::read_if_exists(&self.path_of(f)))
+            .collect()
+    }
+
+    /// Lua first, routing table next, nginx conf last: the conf only ever refers to files in place.
+    fn write_all(&self, rendered: &Rendered) -> anyhow::Result<()> {
+        let mut ordered: Vec<&RenderedFile> = rendered.structural.iter().chain([&rendered.routes]).collect();
+        ordered.sort_by_key(|f| f.dir == Dir::Conf);
+        for file in ordered {
+            files::write_atomic(&self.path_of(file), &file.bytes)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&self, rendered: &Rendered, previous: &[Option<Vec<u8>>]) {
+        for (file, old) in rendered.structural.iter().chain([&rendered.routes]).zip(previous) {
+            if let Err(e) = files::restore(&self.path_of(file), old.as_deref()) {
+                tracing::error!(file = file.name, error = %format!("{e:#}"), "cannot restore the previous file");
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Validation of a render before it replaces the live files: `nginx -t` on a staged copy and
+//! `luajit -bl` on the Lua (nginx -t does not compile Lua).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::Context;
+use tokio::process::Command;
+
+use crate::reconcile::RouteTable;
+use crate::render::main_conf::MainConf;
+use crate::render::{render, Dir, Layout, Rendered};
+
+#[derive(Debug, Clone)]
+pub struct Validator {
+    pub nginx_bin: PathBuf,
+    pub luajit_bin: PathBuf,
+    pub modules_include: String,
+}
+
+/// What each check said; `ok()` only if all passed.
+#[derive(Debug, Clone, Default)]
+pub struct ValidationReport {
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub output: String,
+}
+
+impl ValidationReport {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+    /// A one-paragraph reason for logs and status.
+    pub fn failure_summary(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{} failed: {}", c.name, c.output.trim()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Validator {
+    /// Renders `table` again with paths inside `staging` (same bytes but for the paths), writes a
+    /// wrapper nginx.conf there and runs the checks. The live files are not touched.
+    pub async fn validate(
+        &self,
+        layout: &Layout,
+        table: &RouteTable,
+        staging: &Path,
+    ) -> anyhow::Result<ValidationReport> {
+        let conf_dir = staging.join("conf.d");
+        let lua_dir = staging.join("lua");
+        for dir in [&conf_dir, &lua_dir] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let staged_layout = Layout {
+            lua_dir: lua_dir.clone(),
+            ..layout.clone()
+        };
+        let staged = render(&staged_layout, table)?;
+        write_staged(&staged, &conf_dir, &lua_dir)?;
+        let main = MainConf {
+            prefix: staging.to_owned(),
+            conf_dir: conf_dir.clone(),
+            workers: 1,
+            modules_include: self.modules_include.clone(),
+            access_log: false,
+        };
+        let main_path = main.write()?;
+
+        let mut report = ValidationReport::default();
+        let nginx = run(Command::new(&self.nginx_bin)
+            .arg("-t")
+            .arg("-q")
+            .arg("-p")
+            .arg(staging)
+            .arg("-e")
+            .arg("stderr")
+            .arg("-c")
+            .arg(&main_path))
+        .await;
+        report.checks.push(Check::from_run("nginx -t", nginx));
+        for file in staged
+            .structural
+            .iter()
+            .filter(|f| f.dir == Dir::Lua && f.name.ends_with(".lua"))
+        {
+            let path = lua_dir.join(file.name);
+            let out = run(Command::new(&self.luajit_bin).arg("-bl").arg(&path)).await;
+            report
+                .checks
+                .push(Check::from_run(&format!("luajit -bl {}", file.name), out));
+        }
+        Ok(report)
+    }
+}
+
+pub(crate) fn write_staged(rendered: &Rendered, conf_dir: &Path, lua_dir: &Path) -> anyhow::Result<()> {
+    for file in rendered
+        .structural
+        .iter()
+        .chain(std::iter::once(&rendered.routes))
+    {
+        let dir = match file.dir {
+            Dir::Conf => conf_dir,
+            Dir::Lua => lua_dir,
+        };
+        std::fs::write(dir.join(file.name), &file.bytes).with_context(|| format!("staging {}", file.name))?;
+    }
+    Ok(())
+}
+
+impl Check {
+    fn from_run(name: &str, result: anyhow::Result<(bool, String)>) -> Self {
+        match result {
+            Ok((passed, output)) => Check {
+                name: name.into(),
+                passed,
+                output,
+            },
+            Err(e) => Check {
+                name: name.into(),
+                passed: false,
+                output: format!("{e:#}"),
+            },
+        }
+    }
+}
+
+/// Runs a command; success flag and its combined output (luajit -bl listings are dropped).
+async fn run(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| {
+            format!("cannot run {program}: is it installed? (set ROUTER_NGINX_BIN / ROUTER_LUAJIT_BIN)")
+        })?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    Ok((out.status.success(), stderr))
+}

@@ -1,0 +1,671 @@
+//! Router settings from the environment, with the enterprise router's variable names (drop-in).
+//!
+//! Parsing is two steps so tests never touch the process environment: `envy` reads every variable
+//! as an optional string into [`RawEnv`], then [`Settings::from_raw`] validates each one and
+//! reports a problem as one line naming the variable, what is wrong and how to fix it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{display_untrusted, Port};
+
+/// A value that must never reach logs, `Debug` output or error messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Every variable the router reads, unparsed. Field names are the variable names, lower-cased.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEnv {
+    router_name: Option<String>,
+    #[serde(rename = "router__webserver__server_port")]
+    router_webserver_server_port: Option<String>,
+    router_url: Option<String>,
+    clearml_api_host: Option<String>,
+    clearml_api_access_key: Option<String>,
+    clearml_api_secret_key: Option<String>,
+    auth_enabled: Option<String>,
+    auth_cookie_name: Option<String>,
+    auth_secure_enabled: Option<String>,
+    auth_base64_jwks_key: Option<String>,
+    tcp_router_address: Option<String>,
+    tcp_port_start: Option<String>,
+    tcp_port_end: Option<String>,
+    listen_queue_name: Option<String>,
+    ssl_verify: Option<String>,
+    logger_level: Option<String>,
+    #[serde(rename = "router__webserver__auto_reload_config")]
+    router_webserver_auto_reload_config: Option<String>,
+    router_poll_interval_seconds: Option<String>,
+    router_clearml_timeout_seconds: Option<String>,
+    router_conf_dir: Option<String>,
+    router_lua_dir: Option<String>,
+    router_proxy_control_port: Option<String>,
+    router_nginx_pid_file: Option<String>,
+    router_nginx_bin: Option<String>,
+    router_luajit_bin: Option<String>,
+    router_allow_loopback_targets: Option<String>,
+}
+
+impl RawEnv {
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        Self::from_iter(std::env::vars())
+    }
+    pub fn from_iter(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        envy::from_iter(vars).map_err(|e| ConfigError {
+            var: "environment".into(),
+            problem: e.to_string(),
+            fix: "check the variable names in runtime.env".into(),
+        })
+    }
+}
+
+/// One bad setting: the variable, what is wrong with its value, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {problem}; fix: {fix}")]
+pub struct ConfigError {
+    pub var: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+fn bad(var: &str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var: var.into(),
+        problem: problem.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Which tasks this router routes, from `LISTEN_QUEUE_NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueFilter {
+    /// `none` (or unset): every task that asks for an endpoint.
+    All,
+    /// Queue name patterns; `*` and `?` are wildcards.
+    Names(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub enabled: bool,
+    pub cookie_name: String,
+    pub secure_cookies: bool,
+    pub token_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TcpSettings {
+    pub router_address: Option<String>,
+    pub port_start: Port,
+    pub port_end: Port,
+}
+
+/// Where the proxy's files live and how to reach and check it.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub conf_dir: PathBuf,
+    pub lua_dir: PathBuf,
+    /// Loopback-only port where the proxy reports the config hash it serves.
+    pub control_port: Port,
+    pub pid_file: PathBuf,
+    pub nginx_bin: PathBuf,
+    pub luajit_bin: PathBuf,
+    pub auto_reload_config: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub router_name: String,
+    pub listen_port: Port,
+    /// External base URL, without a trailing slash.
+    pub router_url: String,
+    pub api_host: String,
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    pub auth: AuthSettings,
+    pub tcp: TcpSettings,
+    pub queues: QueueFilter,
+    pub ssl_verify: bool,
+    pub log_level: String,
+    pub poll_interval: Duration,
+    pub api_timeout: Duration,
+    pub proxy: ProxySettings,
+    pub allow_loopback_targets: bool,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, Vec<ConfigError>> {
+        Self::from_raw(RawEnv::from_process_env().map_err(|e| vec![e])?)
+    }
+
+    /// Validates every setting and returns all problems at once, one line each.
+    pub fn from_raw(raw: RawEnv) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+
+        let listen_port = take(
+            &mut errors,
+            port_var(
+                "ROUTER__WEBSERVER__SERVER_PORT",
+                raw.router_webserver_server_port.as_deref(),
+                8080,
+            ),
+        );
+        let router_url = take(
+            &mut errors,
+            url_var(
+                "ROUTER_URL",
+                raw.router_url.as_deref(),
+                "set it to the gateway's external URL, e.g. http://gateway.example.com:8080",
+            ),
+        );
+        let api_host = take(
+            &mut errors,
+            url_var(
+                "CLEARML_API_HOST",
+                raw.clearml_api_host.as_deref(),
+                "set it to the ClearML API server, e.g. https://api.clear.ml or http://clearml:8008",
+            ),
+        );
+        let access_key = take(
+            &mut errors,
+            secret_var("CLEARML_API_ACCESS_KEY", raw.clearml_api_access_key),
+        );
+        let secret_key = take(
+            &mut errors,
+            secret_var("CLEARML_API_SECRET_KEY", raw.clearml_api_secret_key),
+        );
+        let auth_enabled = take(
+            &mut errors,
+            bool_var("AUTH_ENABLED", raw.auth_enabled.as_deref(), true),
+        );
+        let secure_cookies = take(
+            &mut errors,
+            bool_var("AUTH_SECURE_ENABLED", raw.auth_secure_enabled.as_deref(), false),
+        );
+        let cookie_name = take(&mut errors, cookie_name_var(raw.auth_cookie_name.as_deref()));
+        let token_secret = raw
+            .auth_base64_jwks_key
+            .filter(|s| !s.trim().is_empty())
+            .map(Secret::new);
+        let tcp_address = take(&mut errors, tcp_address_var(raw.tcp_router_address.as_deref()));
+        let tcp_start = take(
+            &mut errors,
+            port_var("TCP_PORT_START", raw.tcp_port_start.as_deref(), 10000),
+        );
+        let tcp_end = take(
+            &mut errors,
+            port_var("TCP_PORT_END", raw.tcp_port_end.as_deref(), 10100),
+        );
+        let queues = take(&mut errors, queue_filter(raw.listen_queue_name.as_deref()));
+        let ssl_verify = take(
+            &mut errors,
+            bool_var("SSL_VERIFY", raw.ssl_verify.as_deref(), true),
+        );
+        let log_level = take(&mut errors, log_level_var(raw.logger_level.as_deref()));
+        let auto_reload = take(
+            &mut errors,
+            bool_var(
+                "ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG",
+                raw.router_webserver_auto_reload_config.as_deref(),
+                false,
+            ),
+        );
+        let poll_interval = take(
+            &mut errors,
+            seconds_var(
+                "ROUTER_POLL_INTERVAL_SECONDS",
+                raw.router_poll_interval_seconds.as_deref(),
+                1.0,
+                (0.1, 300.0),
+            ),
+        );
+        let api_timeout = take(
+            &mut errors,
+            seconds_var(
+                "ROUTER_CLEARML_TIMEOUT_SECONDS",
+                raw.router_clearml_timeout_seconds.as_deref(),
+                10.0,
+                (0.1, 300.0),
+            ),
+        );
+        let control_port = take(
+            &mut errors,
+            port_var(
+                "ROUTER_PROXY_CONTROL_PORT",
+                raw.router_proxy_control_port.as_deref(),
+                18080,
+            ),
+        );
+        let allow_loopback = take(
+            &mut errors,
+            bool_var(
+                "ROUTER_ALLOW_LOOPBACK_TARGETS",
+                raw.router_allow_loopback_targets.as_deref(),
+                false,
+            ),
+        );
+        let path = |v: Option<String>, default: &str| {
+            PathBuf::from(v.filter(|s| !s.is_empty()).unwrap_or(default.into()))
+        };
+        let router_name = raw.router_name.unwrap_or_else(|| "router".into());
+        if let Err(e) = check_router_name(&router_name) {
+            errors.push(e);
+        }
+
+        if let (Some(start), Some(end)) = (tcp_start, tcp_end) {
+            if let Err(e) = check_tcp_range(start, end, listen_port, control_port) {
+                errors.push(e);
+            }
+        }
+        if let (Some(listen), Some(control)) = (listen_port, control_port) {
+            if listen == control {
+                errors.push(bad(
+                    "ROUTER_PROXY_CONTROL_PORT",
+                    format!("{control} is also ROUTER__WEBSERVER__SERVER_PORT"),
+                    "pick a free port for the proxy's loopback control listener",
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let some = "validated above";
+        Ok(Settings {
+            router_name,
+            listen_port: listen_port.expect(some),
+            router_url: router_url.expect(some),
+            api_host: api_host.expect(some),
+            access_key: access_key.expect(some),
+            secret_key: secret_key.expect(some),
+            auth: AuthSettings {
+                enabled: auth_enabled.expect(some),
+                cookie_name: cookie_name.expect(some),
+                secure_cookies: secure_cookies.expect(some),
+                token_secret,
+            },
+            tcp: TcpSettings {
+                router_address: tcp_address.expect(some),
+                port_start: tcp_start.expect(some),
+                port_end: tcp_end.expect(some),
+            },
+            queues: queues.expect(some),
+            ssl_verify: ssl_verify.expect(some),
+            log_level: log_level.expect(some),
+            poll_interval: poll_interval.expect(some),
+            api_timeout: api_timeout.expect(some),
+            proxy: ProxySettings {
+                conf_dir: path(raw.router_conf_dir, "/etc/nginx/conf.d"),
+                lua_dir: path(raw.router_lua_dir, "/usr/local/openresty/nginx/lua"),
+                control_port: control_port.expect(some),
+                pid_file: path(raw.router_nginx_pid_file, "/run/nginx.pid"),
+                nginx_bin: path(raw.router_nginx_bin, "nginx"),
+                luajit_bin: path(raw.router_luajit_bin, "luajit"),
+                auto_reload_config: auto_reload.expect(some),
+            },
+            allow_loopback_targets: allow_loopback.expect(some),
+        })
+    }
+
+    /// Addresses that are the proxy host itself, for the routing-loop check.
+    pub fn self_addresses(&self) -> Vec<IpAddr> {
+        let mut out = Vec::new();
+        if let Some(host) = url_host(&self.router_url) {
+            if let Ok(ip) = host.trim_matches(['[', ']']).parse() {
+                out.push(ip);
+            }
+        }
+        if let Some(ip) = self.tcp.router_address.as_deref().and_then(|a| a.parse().ok()) {
+            out.push(ip);
+        }
+        out
+    }
+
+    /// Ports the proxy listens on itself.
+    pub fn proxy_ports(&self) -> Vec<u16> {
+        let mut ports = vec![self.listen_port.get(), self.proxy.control_port.get()];
+        ports.extend(self.tcp.port_start.get()..=self.tcp.port_end.get());
+        ports
+    }
+}
+
+/// Keeps a valid value, or records the error and goes on so every problem is reported at once.
+fn take<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+fn present(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn port_var(var: &str, value: Option<&str>, default: u16) -> Result<Port, ConfigError> {
+    match present(value) {
+        None => Ok(Port::new(default).expect("defaults are valid ports")),
+        Some(v) => Port::parse_str(v).map_err(|_| {
+            bad(
+                var,
+                format!("{:?} is not a port number (1-65535)", display_untrusted(v)),
+                format!("set a port such as {default}"),
+            )
+        }),
+    }
+}
+
+fn bool_var(var: &str, value: Option<&str>, default: bool) -> Result<bool, ConfigError> {
+    match present(value).map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(_) => Err(bad(
+            var,
+            format!(
+                "{:?} is not a boolean",
+                display_untrusted(value.unwrap_or_default())
+            ),
+            "use true or false",
+        )),
+    }
+}
+
+fn seconds_var(
+    var: &str,
+    value: Option<&str>,
+    default: f64,
+    (min, max): (f64, f64),
+) -> Result<Duration, ConfigError> {
+    let Some(v) = present(value) else {
+        return Ok(Duration::from_secs_f64(default));
+    };
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(bad(
+            var,
+            format!(
+                "{:?} is not a number of seconds in {min}..{max}",
+                display_untrusted(v)
+            ),
+            format!("set a number of seconds such as {default}"),
+        )),
+    }
+}
+
+fn secret_var(var: &str, value: Option<String>) -> Result<Secret, ConfigError> {
+    match value.filter(|v| !v.trim().is_empty()) {
+        Some(v) if v.trim() != v => Err(bad(
+            var,
+            "has leading or trailing whitespace",
+            "remove the spaces around the key",
+        )),
+        Some(v) => Ok(Secret::new(v)),
+        None => Err(bad(
+            var,
+            "is not set",
+            "create API credentials in the ClearML web app (Settings > Workspace) and set them",
+        )),
+    }
+}
+
+/// Accepts `http(s)://host[:port][/path]`; returns it without a trailing slash.
+fn url_var(var: &str, value: Option<&str>, fix: &str) -> Result<String, ConfigError> {
+    let Some(v) = present(value) else {
+        return Err(bad(var, "is not set", fix));
+    };
+    let v = v.trim_end_matches('/');
+    let rest = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://"));
+    let host_ok = rest
+        .and_then(|r| r.split('/').next())
+        .map(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
+        })
+        .unwrap_or(false);
+    let rest_ok = v.chars().all(|c| c.is_ascii_graphic())
+        && !v.contains(['"', '\'', '\\', '{', '}', ';', '$', '#', '?']);
+    if !host_ok || !rest_ok {
+        return Err(bad(
+            var,
+            format!("{:?} is not an http(s) URL", display_untrusted(v)),
+            fix,
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    if authority.starts_with('[') {
+        return authority.split_once(']').map(|(h, _)| &h[1..]);
+    }
+    Some(authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority))
+}
+
+fn cookie_name_var(value: Option<&str>) -> Result<String, ConfigError> {
+    let name = present(value).unwrap_or("clearml_token_basic");
+    if name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(bad(
+            "AUTH_COOKIE_NAME",
+            format!("{:?} is not a valid cookie name", display_untrusted(name)),
+            "use the ClearML server's cookie name: letters, digits, '_' or '-' (e.g. clearml_token_basic)",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn tcp_address_var(value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = present(value) else { return Ok(None) };
+    let ok = v.len() <= 253 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c));
+    if !ok {
+        return Err(bad(
+            "TCP_ROUTER_ADDRESS",
+            format!("{:?} is not a host name or IP address", display_untrusted(v)),
+            "set the address clients use to reach the proxy's TCP ports",
+        ));
+    }
+    Ok(Some(v.to_owned()))
+}
+
+fn check_router_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "ROUTER_NAME",
+            format!("{:?} is not a valid router name", display_untrusted(name)),
+            "use up to 64 letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+fn check_tcp_range(
+    start: Port,
+    end: Port,
+    listen: Option<Port>,
+    control: Option<Port>,
+) -> Result<(), ConfigError> {
+    if start > end {
+        return Err(bad(
+            "TCP_PORT_START",
+            format!("range {start}..{end} is inverted"),
+            "set TCP_PORT_START <= TCP_PORT_END",
+        ));
+    }
+    for (var, port) in [
+        ("ROUTER__WEBSERVER__SERVER_PORT", listen),
+        ("ROUTER_PROXY_CONTROL_PORT", control),
+    ] {
+        if let Some(p) = port.filter(|p| (start..=end).contains(p)) {
+            return Err(bad(
+                "TCP_PORT_START",
+                format!("range {start}..{end} contains {var}={p}"),
+                "move the TCP port range away from the proxy's HTTP and control ports",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn log_level_var(value: Option<&str>) -> Result<String, ConfigError> {
+    let level = present(value).unwrap_or("info").to_ascii_lowercase();
+    let level = match level.as_str() {
+        "warning" => "warn".to_owned(),
+        "critical" | "fatal" => "error".to_owned(),
+        _ => level,
+    };
+    match level.as_str() {
+        "trace" | "debug" | "info" | "warn" | "error" => Ok(level),
+        _ => Err(bad(
+            "LOGGER_LEVEL",
+            format!(
+                "{:?} is not a log level",
+                display_untrusted(value.unwrap_or_default())
+            ),
+            "use one of debug, info, warning, error",
+        )),
+    }
+}
+
+/// `LISTEN_QUEUE_NAME`: comma or space separated queue names, wildcards allowed, `none` = all.
+fn queue_filter(value: Option<&str>) -> Result<QueueFilter, ConfigError> {
+    let names: Vec<String> = present(value)
+        .unwrap_or("none")
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if names.iter().any(|n| n.eq_ignore_ascii_case("none")) {
+        if names.len() > 1 {
+            return Err(bad(
+                "LISTEN_QUEUE_NAME",
+                "mixes `none` (all tasks) with queue names",
+                "use either `none` or a list of queue names",
+            ));
+        }
+        return Ok(QueueFilter::All);
+    }
+    if let Some(badname) = names.iter().find(|n| {
+        n.len() > 200
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.*?@:/".contains(c))
+    }) {
+        return Err(bad(
+            "LISTEN_QUEUE_NAME",
+            format!("{:?} is not a queue name", display_untrusted(badname)),
+            "use queue names (letters, digits, - _ . : / @) with * or ? as wildcards, separated by commas",
+        ));
+    }
+    Ok(QueueFilter::Names(names))
+}
+
+/// Turns a queue name pattern with `*`/`?` wildcards into an anchored regex for `queues.get_all`.
+pub fn queue_pattern_regex(pattern: &str) -> String {
+    let mut out = String::from("^");
+    for c in pattern.chars() {
+        match c {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    out.push('$');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Settings, Vec<ConfigError>> {
+        let base = [
+            ("ROUTER_URL", "http://gw.example.com:8080"),
+            ("CLEARML_API_HOST", "http://clearml:8008"),
+            ("CLEARML_API_ACCESS_KEY", "AK"),
+            ("CLEARML_API_SECRET_KEY", "super-secret-value"),
+        ];
+        let vars = base
+            .iter()
+            .chain(pairs.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::from_raw(RawEnv::from_iter(vars).unwrap())
+    }
+
+    #[test]
+    fn defaults_are_sensible() {
+        let s = env(&[]).unwrap();
+        assert_eq!(s.listen_port.get(), 8080);
+        assert_eq!(s.queues, QueueFilter::All);
+        assert!(s.auth.enabled);
+        assert_eq!(s.auth.cookie_name, "clearml_token_basic");
+        assert_eq!(s.router_url, "http://gw.example.com:8080");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_fix() {
+        let errs = env(&[("ROUTER__WEBSERVER__SERVER_PORT", "eighty")]).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        let line = errs[0].to_string();
+        assert!(
+            line.starts_with("ROUTER__WEBSERVER__SERVER_PORT: \"eighty\" is not a port"),
+            "{line}"
+        );
+        assert!(line.contains("fix:"), "{line}");
+        let errs = env(&[("TCP_PORT_START", "9000"), ("TCP_PORT_END", "8000")]).unwrap_err();
+        assert!(errs[0].to_string().contains("inverted"));
+        let errs = env(&[("TCP_PORT_START", "8000"), ("TCP_PORT_END", "8100")]).unwrap_err();
+        assert!(errs[0]
+            .to_string()
+            .contains("ROUTER__WEBSERVER__SERVER_PORT=8080"));
+        assert!(env(&[("ROUTER_URL", "gw.example.com")]).is_err());
+        assert!(env(&[("ROUTER_URL", "http://gw\"; evil")]).is_err());
+        assert!(env(&[("LOGGER_LEVEL", "loud")]).is_err());
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug() {
+        let s = env(&[]).unwrap();
+        assert!(!format!("{s:?}").contains("super-secret-value"));
+        let errs = env(&[("CLEARML_API_SECRET_KEY", " super-secret-value ")]).unwrap_err();
+        assert!(!errs[0].to_string().contains("super-secret-value"));
+    }
+
+    #[test]
+    fn queue_names_split_on_commas_and_spaces() {
+        let s = env(&[("LISTEN_QUEUE_NAME", "gpu-*, services  default")]).unwrap();
+        assert_eq!(
+            s.queues,
+            QueueFilter::Names(vec!["gpu-*".into(), "services".into(), "default".into()])
+        );
+        assert_eq!(queue_pattern_regex("gpu-*.a"), "^gpu\\-.*\\.a$");
+        assert!(env(&[("LISTEN_QUEUE_NAME", "none, gpu")]).is_err());
+        assert!(env(&[("LISTEN_QUEUE_NAME", "a;b")]).is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! A ClearML API server emulator for tests and demos.
+//!
+//! It speaks enough of the real API (`/[v2.NN/]service.action`, the `meta`/`data` envelope,
+//! HS256 login tokens with `feature_set: advanced`) that the unmodified `clearml` Python SDK can
+//! run `Task.request_external_endpoint(...)` against it, and that the router can poll it.
+//! Tests drive it in-process through [`EmulatorHandle`]; scripts use the unauthenticated admin
+//! API under `/_emulator/` on the same port (see `admin.rs`).
+
+mod admin;
+mod auth;
+mod clock;
+mod config;
+mod envelope;
+mod faults;
+mod gate;
+mod handle;
+mod handlers;
+mod ids;
+mod jwt;
+mod query;
+mod server;
+mod state;
+mod stats;
+mod store;
+mod tasks;
+
+pub use auth::AUTH_COOKIE;
+pub use config::{
+    EmulatedUser, EmulatorConfig, API_VERSION, DEFAULT_TOKEN_TTL_SECS, FEATURE_SET, SERVER_VERSION,
+};
+pub use faults::Fault;
+pub use handle::{start, EmulatorHandle};
+pub use jwt::{Claims, Identity, JwtError};
+pub use stats::{CallRecord, CallStats, EndpointStats};
+pub use tasks::{NewTask, DEFAULT_PROJECT, STATUSES};
+
+/// Verifies an emulator token (signature and expiry, not revocation) with `secret`, e.g. to
+/// check what a router test received.
+pub fn decode_token(token: &str, secret: &[u8]) -> Result<Claims, JwtError> {
+    jwt::decode(token, secret, clock::unix_now())
+}

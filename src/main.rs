@@ -1,0 +1,239 @@
+//! `clearml-router`: the gateway's control plane. See `--help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use clearml_gateway::config::{RawEnv, Settings};
+use clearml_gateway::demo::{self, DemoArgs};
+use clearml_gateway::dry_run::DryRun;
+use clearml_gateway::reconcile::RouteTable;
+use clearml_gateway::router::target_policy;
+use clearml_gateway::sources::snapshot::Snapshot;
+use clearml_gateway::{app, clearml};
+
+const ABOUT: &str = "Routes ClearML tasks that ask for an external endpoint through an nginx + Lua \
+proxy (open-source drop-in for the task_traffic_router container).";
+
+const AFTER_HELP: &str = "\
+Configuration comes from the environment, with the enterprise router's names:
+  CLEARML_API_HOST, CLEARML_API_ACCESS_KEY, CLEARML_API_SECRET_KEY   ClearML server and credentials
+  ROUTER_URL                         external URL of the gateway (endpoints are <ROUTER_URL>/service/<task id>/)
+  ROUTER__WEBSERVER__SERVER_PORT     port the proxy serves HTTP on (default 8080)
+  ROUTER_NAME, LISTEN_QUEUE_NAME     router name; queues to route (comma/space separated, wildcards, `none` = all)
+  LOGGER_LEVEL                       debug | info | warning | error
+See README.md for every setting. Secrets are never printed.";
+
+#[derive(Parser)]
+#[command(name = "clearml-router", version, about = ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "ROUTER_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the router: poll ClearML, keep the proxy's routes current, publish endpoints (default).
+    Run,
+    /// Render and validate the proxy config without touching ClearML tasks or the proxy.
+    ///
+    /// Reads the tasks from --snapshot (JSON: {"tasks": [...]}, as tasks.get_all returns them) or,
+    /// without it, from one read-only poll of the ClearML server configured in the environment.
+    /// Writes the files into --out, prints a summary of routes and refusals, and a diff against
+    /// --previous. Exit status: 0 valid, 1 invalid (or refusals with --strict), 2 bad input.
+    ConfigDryRun {
+        /// Snapshot file with the tasks to render.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+        /// Directory for the rendered files (created if missing).
+        #[arg(long, default_value = "dry-run")]
+        out: PathBuf,
+        /// A previous output directory to diff against.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// Fail when any task or endpoint is refused.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Run everything on this machine (ClearML emulator, example tasks, nginx, router) and print URLs.
+    Demo(DemoArgs),
+}
+
+fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn settings_or_exit(raw: Result<RawEnv, clearml_gateway::config::ConfigError>) -> Result<Settings, ExitCode> {
+    let result = raw.map_err(|e| vec![e]).and_then(Settings::from_raw);
+    result.map_err(|errors| {
+        for e in errors {
+            eprintln!("configuration error: {e}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = std::env::var("LOGGER_LEVEL")
+        .unwrap_or_else(|_| "info".into())
+        .to_ascii_lowercase();
+    let level = if level == "warning" {
+        "warn".to_owned()
+    } else {
+        level
+    };
+    init_logging(cli.log_json, &level);
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let settings = match settings_or_exit(RawEnv::from_process_env()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            run(settings).await
+        }
+        Command::ConfigDryRun {
+            snapshot,
+            out,
+            previous,
+            strict,
+        } => {
+            return dry_run(snapshot, out, previous, strict).await;
+        }
+        Command::Demo(args) => demo::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let router = app::process_router(settings)?;
+    router.run(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn dry_run(
+    snapshot: Option<PathBuf>,
+    out: PathBuf,
+    previous: Option<PathBuf>,
+    strict: bool,
+) -> ExitCode {
+    // A snapshot needs no ClearML: fill the connection settings with placeholders the env may override.
+    let placeholders = [
+        ("ROUTER_URL", "http://localhost:8080"),
+        ("CLEARML_API_HOST", "http://clearml.invalid"),
+        ("CLEARML_API_ACCESS_KEY", "unused"),
+        ("CLEARML_API_SECRET_KEY", "unused"),
+    ];
+    let env: Vec<(String, String)> = if snapshot.is_some() {
+        placeholders
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(std::env::vars())
+            .collect()
+    } else {
+        std::env::vars().collect()
+    };
+    let settings = match settings_or_exit(RawEnv::from_iter(env)) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result = async {
+        let snapshot = match &snapshot {
+            Some(path) => Snapshot::from_file(path)?,
+            None => poll_once(&settings).await?,
+        };
+        let table = RouteTable::build(&snapshot, &target_policy(&settings));
+        let dry = DryRun {
+            layout: app::layout(&settings),
+            router_url: settings.router_url.clone(),
+            validator: app::validator(&settings),
+            out_dir: out.clone(),
+            previous,
+        };
+        let result = dry.run(&table).await?;
+        anyhow::Ok((table, result))
+    }
+    .await;
+    match result {
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Ok((table, result)) => {
+            print!("{}", result.summary);
+            println!("Files written to {}", out.display());
+            if let Some(diff) = &result.diff {
+                if diff.is_empty() {
+                    println!("Diff against previous output: no changes");
+                } else {
+                    println!("Diff against previous output:\n{diff}");
+                }
+            }
+            if !result.validation.ok() {
+                eprintln!("invalid: {}", result.validation.failure_summary());
+                ExitCode::from(1)
+            } else if strict && !table.refusals.is_empty() {
+                eprintln!(
+                    "refused {} task endpoint(s) and --strict is set",
+                    table.refusals.len()
+                );
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
+
+/// One read-only poll of ClearML (same query as the router's).
+async fn poll_once(settings: &Settings) -> anyhow::Result<Snapshot> {
+    let client = app::clearml_client(settings)?;
+    let query = match &settings.queues {
+        clearml_gateway::config::QueueFilter::All => clearml::TaskQuery { queue_ids: None },
+        clearml_gateway::config::QueueFilter::Names(patterns) => {
+            let mut ids = Vec::new();
+            for p in patterns {
+                let found = client
+                    .queues_matching(&clearml_gateway::config::queue_pattern_regex(p))
+                    .await?;
+                ids.extend(found.into_iter().map(|(id, _)| id));
+            }
+            clearml::TaskQuery { queue_ids: Some(ids) }
+        }
+    };
+    let tasks = client
+        .tasks_requesting_endpoints(&query)
+        .await
+        .context("polling ClearML")?;
+    Ok(Snapshot { tasks })
+}

@@ -1,0 +1,186 @@
+//! The router's main loop: poll ClearML, build the route table, apply it to the proxy, then
+//! advertise the live endpoints back to the tasks. A failed poll or apply keeps the last good
+//! routes serving; the next tick tries again.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::advertise::Advertiser;
+use crate::apply::reloader::Reloader;
+use crate::apply::{Applier, ApplyOutcome};
+use crate::clearml::{ApiError, ClearmlClient, TaskQuery};
+use crate::config::{queue_pattern_regex, QueueFilter, Settings};
+use crate::model::{RouteId, TargetPolicy};
+use crate::reconcile::RouteTable;
+use crate::sources::snapshot::Snapshot;
+
+/// How long resolved queue ids are reused before asking ClearML again (queues come and go rarely).
+const QUEUE_CACHE_TTL: Duration = Duration::from_secs(30);
+
+pub struct RouterLoop<R: Reloader> {
+    settings: Settings,
+    client: ClearmlClient,
+    applier: Applier<R>,
+    advertiser: Advertiser,
+    policy: TargetPolicy,
+    queues: Option<(Instant, Vec<String>)>,
+    last_poll_error: Option<String>,
+    last_refusals: BTreeSet<String>,
+}
+
+/// Builds the SSRF policy from the settings.
+pub fn target_policy(settings: &Settings) -> TargetPolicy {
+    TargetPolicy {
+        allow_loopback: settings.allow_loopback_targets,
+        proxy_ports: settings.proxy_ports(),
+        self_addresses: settings.self_addresses(),
+    }
+}
+
+/// Route ids in a routing table a previous run left on disk (to retract its endpoints later).
+pub fn routes_on_disk(bytes: &[u8]) -> Vec<RouteId> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    doc.get("routes")
+        .and_then(|r| r.as_object())
+        .map(|routes| routes.keys().filter_map(|k| RouteId::parse(k).ok()).collect())
+        .unwrap_or_default()
+}
+
+impl<R: Reloader> RouterLoop<R> {
+    pub fn new(settings: Settings, client: ClearmlClient, applier: Applier<R>) -> Self {
+        let mut advertiser = Advertiser::new(&settings.router_url);
+        let routes_file = applier.lua_dir.join(crate::render::ROUTES_FILE);
+        if let Ok(Some(bytes)) = crate::apply::files::read_if_exists(&routes_file) {
+            advertiser.assume_advertised(routes_on_disk(&bytes));
+        }
+        let policy = target_policy(&settings);
+        Self {
+            settings,
+            client,
+            applier,
+            advertiser,
+            policy,
+            queues: None,
+            last_poll_error: None,
+            last_refusals: BTreeSet::new(),
+        }
+    }
+
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tracing::info!(
+            router = %self.settings.router_name,
+            url = %self.settings.router_url,
+            clearml = %self.settings.api_host,
+            reloader = %self.applier.reloader.describe(),
+            "router started"
+        );
+        if self.settings.allow_loopback_targets {
+            tracing::warn!("ROUTER_ALLOW_LOOPBACK_TARGETS is on: tasks may route to this host's loopback services (demo/test setting)");
+        }
+        let mut ticker = tokio::time::interval(self.settings.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.tick().await,
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!("router stopped; the proxy keeps serving the last applied routes");
+    }
+
+    /// One poll-apply-advertise round.
+    pub async fn tick(&mut self) {
+        let snapshot = match self.poll().await {
+            Ok(snapshot) => {
+                if self.last_poll_error.take().is_some() {
+                    tracing::info!("ClearML polling recovered");
+                }
+                snapshot
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if self.last_poll_error.as_ref() != Some(&message) {
+                    tracing::warn!(error = %message, "ClearML poll failed; the last good routes keep serving");
+                    self.last_poll_error = Some(message);
+                }
+                return;
+            }
+        };
+        let table = RouteTable::build(&snapshot, &self.policy);
+        self.log_refusals(&table);
+        match self.applier.apply(&table).await {
+            Ok(ApplyOutcome::Unchanged) => {}
+            Ok(outcome) => tracing::info!(
+                ?outcome,
+                routes = table.http.len(),
+                reloads = self.applier.reloads(),
+                "applied"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "apply failed");
+                return;
+            }
+        }
+        let report = self.advertiser.sync(&self.client, &table).await;
+        for task in &report.written {
+            tracing::info!(task = %task, "endpoint keys updated on the task");
+        }
+        for (task, error) in &report.failed {
+            tracing::warn!(task = %task, %error, "could not update endpoint keys; will retry");
+        }
+    }
+
+    async fn poll(&mut self) -> Result<Snapshot, ApiError> {
+        let query = match &self.settings.queues {
+            QueueFilter::All => TaskQuery { queue_ids: None },
+            QueueFilter::Names(patterns) => {
+                let ids = self.queue_ids(&patterns.clone()).await?;
+                if ids.is_empty() {
+                    tracing::debug!("no queue matches LISTEN_QUEUE_NAME; routing nothing");
+                    return Ok(Snapshot::default());
+                }
+                TaskQuery { queue_ids: Some(ids) }
+            }
+        };
+        let tasks = self.client.tasks_requesting_endpoints(&query).await?;
+        Ok(Snapshot { tasks })
+    }
+
+    async fn queue_ids(&mut self, patterns: &[String]) -> Result<Vec<String>, ApiError> {
+        if let Some((at, ids)) = &self.queues {
+            if at.elapsed() < QUEUE_CACHE_TTL {
+                return Ok(ids.clone());
+            }
+        }
+        let mut ids = BTreeSet::new();
+        for pattern in patterns {
+            for (id, _name) in self.client.queues_matching(&queue_pattern_regex(pattern)).await? {
+                ids.insert(id);
+            }
+        }
+        let ids: Vec<String> = ids.into_iter().collect();
+        self.queues = Some((Instant::now(), ids.clone()));
+        Ok(ids)
+    }
+
+    /// Logs each refusal once (not on every poll), naming the task and the reason.
+    fn log_refusals(&mut self, table: &RouteTable) {
+        let current: BTreeSet<String> = table
+            .refusals
+            .iter()
+            .map(|r| {
+                format!(
+                    "task {} endpoint {}: {}",
+                    r.task,
+                    r.endpoint.as_deref().unwrap_or("(task)"),
+                    r.reason
+                )
+            })
+            .collect();
+        for line in current.difference(&self.last_refusals) {
+            tracing::warn!(refusal = %line, "task endpoint refused");
+        }
+        self.last_refusals = current;
+    }
+}

@@ -1,0 +1,4 @@
+//! Where routes come from. This issue: ClearML tasks (polled) and snapshot files (dry runs).
+
+pub mod snapshot;
+pub mod tasks;
