@@ -89,18 +89,13 @@ async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
 
     // Server-sent events arrive as they are produced, not buffered until the end.
     let started = Instant::now();
-    let mut stream = http
-        .get(format!("{expected}sse?n=5&interval_ms=300"))
-        .send()
-        .await
-        .unwrap()
-        .bytes_stream();
-    let first = stream.next().await.unwrap().unwrap();
+    let mut response = http.get(format!("{expected}sse?n=5&interval_ms=300")).send().await.unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
     let first_after = started.elapsed();
     assert!(String::from_utf8_lossy(&first).contains("event 0"));
     let mut rest = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        rest.extend_from_slice(&chunk.unwrap());
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
     }
     let total = started.elapsed();
     assert!(String::from_utf8_lossy(&rest).contains("event 4"));

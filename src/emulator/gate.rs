@@ -1,22 +1,48 @@
-//! The emulator's public TCP port. It forwards connections to the HTTP server and, while the
-//! emulated ClearML is "down", closes API connections without an answer (new ones right after
-//! accept, open ones at once), which is what a client sees when the real server dies.
-//! Admin requests (`/_emulator/...`) always pass, so a test can bring the server back.
+//! The emulator's public TCP port: a forwarder in front of the HTTP server that can cut a
+//! client's connection without an answer, which is what a client sees when the real server
+//! dies. The HTTP server asks for the cut (see `server.rs`) and recognizes the connection by
+//! its peer address, which is the forwarder's own end of the backend connection.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
-use tokio::io::{copy_bidirectional, AsyncReadExt, AsyncWriteExt};
+use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
-/// Longest request head inspected to find the request line.
-const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Open forwarded connections, keyed by the backend-side address the HTTP server sees.
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: Mutex<HashMap<SocketAddr, oneshot::Sender<()>>>,
+}
 
-/// Accepts until `stop` turns true.
+impl Connections {
+    fn register(&self, backend_side: SocketAddr) -> oneshot::Receiver<()> {
+        let (cut, on_cut) = oneshot::channel();
+        self.lock().insert(backend_side, cut);
+        on_cut
+    }
+
+    fn unregister(&self, backend_side: SocketAddr) {
+        self.lock().remove(&backend_side);
+    }
+
+    /// Drops the client connection whose backend side is `peer`; false if there is none.
+    pub fn cut(&self, peer: SocketAddr) -> bool {
+        self.lock().remove(&peer).is_some_and(|cut| cut.send(()).is_ok())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, oneshot::Sender<()>>> {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Accepts and forwards until `stop` turns true, then cuts every connection.
 pub async fn run(
     listener: TcpListener,
     backend: SocketAddr,
-    up: watch::Receiver<bool>,
+    connections: Arc<Connections>,
     stop: watch::Receiver<bool>,
 ) {
     let mut stopped = stop.clone();
@@ -25,7 +51,7 @@ pub async fn run(
             _ = until(&mut stopped, true) => break,
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
-                    tokio::spawn(serve(client, backend, up.clone(), stop.clone()));
+                    tokio::spawn(forward(client, backend, connections.clone(), stop.clone()));
                 }
                 Err(err) => {
                     tracing::warn!(%err, "emulator accept failed");
@@ -36,72 +62,30 @@ pub async fn run(
     }
 }
 
-async fn serve(
+async fn forward(
     mut client: TcpStream,
     backend: SocketAddr,
-    mut up: watch::Receiver<bool>,
+    connections: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut head = Vec::with_capacity(1024);
-    let admin = loop {
-        if let Some(end) = head.iter().position(|&b| b == b'\n') {
-            break is_admin_request(&head[..end]);
-        }
-        if head.len() >= MAX_REQUEST_LINE {
-            break false;
-        }
-        let read = tokio::select! {
-            read = client.read_buf(&mut head) => read,
-            _ = until(&mut stop, true) => return,
-        };
-        if !matches!(read, Ok(n) if n > 0) {
-            return;
-        }
-    };
-    if !admin && !*up.borrow_and_update() {
-        return; // dropping the socket closes it unanswered
-    }
     let Ok(mut server) = TcpStream::connect(backend).await else {
         return;
     };
-    if server.write_all(&head).await.is_err() {
+    let Ok(backend_side) = server.local_addr() else {
         return;
+    };
+    let on_cut = connections.register(backend_side);
+    tokio::select! {
+        biased; // a cut wins over forwarding bytes already on their way
+        _ = on_cut => {}
+        _ = until(&mut stop, true) => {}
+        _ = copy_bidirectional(&mut client, &mut server) => {}
     }
-    let pipe = copy_bidirectional(&mut client, &mut server);
-    if admin {
-        tokio::select! {
-            _ = pipe => {}
-            _ = until(&mut stop, true) => {}
-        }
-    } else {
-        tokio::select! {
-            _ = pipe => {}
-            _ = until(&mut up, false) => {}
-            _ = until(&mut stop, true) => {}
-        }
-    }
+    connections.unregister(backend_side);
 }
 
 /// Resolves once the watched flag equals `value` (at once if it already does); the borrow
 /// guard is dropped here so callers' futures stay `Send`.
 async fn until(rx: &mut watch::Receiver<bool>, value: bool) {
     let _ = rx.wait_for(|current| *current == value).await;
-}
-
-/// Whether an HTTP request line targets the admin API (`POST /_emulator/... HTTP/1.1`).
-fn is_admin_request(line: &[u8]) -> bool {
-    let line = String::from_utf8_lossy(line);
-    line.split_whitespace()
-        .nth(1)
-        .is_some_and(|target| target == "/_emulator" || target.starts_with("/_emulator/"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn recognises_admin_requests() {
-        assert!(super::is_admin_request(b"POST /_emulator/available HTTP/1.1\r"));
-        assert!(!super::is_admin_request(b"GET /v2.23/tasks.get_all HTTP/1.1\r"));
-        assert!(!super::is_admin_request(b"GET /_emulatorx HTTP/1.1"));
-    }
 }

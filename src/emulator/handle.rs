@@ -38,11 +38,12 @@ pub async fn start(config: EmulatorConfig, bind: SocketAddr) -> anyhow::Result<E
         let shutdown = async move {
             let _ = server_stop.wait_for(|stop| *stop).await;
         };
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(err) = axum::serve(internal, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(%err, "ClearML emulator server failed");
         }
     });
-    let gate_task = tokio::spawn(gate::run(public, backend, shared.up.subscribe(), stop_rx));
+    let gate_task = tokio::spawn(gate::run(public, backend, shared.connections.clone(), stop_rx));
     tracing::info!(%addr, "ClearML emulator listening");
     Ok(EmulatorHandle {
         addr,
@@ -179,8 +180,9 @@ impl EmulatorHandle {
         self.state().faults.clear();
     }
 
-    /// `false` emulates ClearML being down: API connections are closed without an HTTP answer
-    /// (new ones after accept, open ones at once). The `/_emulator/` admin API keeps working.
+    /// `false` emulates ClearML being down: every API request has its TCP connection closed
+    /// without an HTTP answer (clients see "connection closed before message completed").
+    /// The `/_emulator/` admin API keeps working.
     pub fn set_available(&self, up: bool) {
         self.shared.up.send_replace(up);
     }

@@ -7,6 +7,8 @@
 //! API under `/_emulator/` on the same port (see `admin.rs`).
 
 mod admin;
+#[cfg(test)]
+mod api_tests;
 mod auth;
 mod clock;
 mod config;

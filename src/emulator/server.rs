@@ -1,10 +1,11 @@
 //! The HTTP side: `/[vX.Y/]service.action` API calls (faults, stats, envelope) plus the
 //! `/_emulator/` admin API.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -43,6 +44,7 @@ fn parse_path(path: &str) -> (Option<String>, String) {
 
 async fn api(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
@@ -50,52 +52,70 @@ async fn api(
     body: Bytes,
 ) -> Response {
     let (version, endpoint) = parse_path(uri.path());
-    let version_str = version.clone().unwrap_or_else(|| API_VERSION.to_string());
-    let info = EndpointInfo {
-        name: endpoint.clone(),
-        requested_version: version_str.clone(),
-        actual_version: version_str,
-    };
     let parsed = parse_body(&body, query.as_deref());
-
-    let outcome = if !shared.is_up() {
-        // Only reachable on a connection the gate let through for the admin API.
-        Outcome::Error(ApiError::new(503, 0, "Service unavailable (emulated outage)"))
-    } else {
-        let fault = shared.lock().faults.take_for(&endpoint);
-        match fault {
-            Some(Fault::Status { code, subcode, .. }) => {
-                Outcome::Error(ApiError::new(code, subcode, "Injected fault"))
-            }
-            Some(Fault::GarbageBody { .. }) => Outcome::Garbage,
-            Some(Fault::Delay { duration, .. }) => {
-                tokio::time::sleep(duration).await;
-                run(&shared, &endpoint, &headers, &parsed)
-            }
-            None => run(&shared, &endpoint, &headers, &parsed),
-        }
+    let mut record = CallRecord {
+        method: method.to_string(),
+        version,
+        endpoint,
+        body: parsed.clone().map(Value::Object).unwrap_or(Value::Null),
+        result_code: 0,
     };
 
+    if !shared.is_up() {
+        // Emulated outage: no HTTP answer at all; the gate closes the client's connection and
+        // this handler is dropped with it. Counted with result code 0.
+        finish(&shared, record, body.len(), 0);
+        if shared.connections.cut(peer) {
+            std::future::pending::<()>().await;
+        }
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+
+    let endpoint = record.endpoint.clone();
+    let fault = shared.lock().faults.take_for(&endpoint);
+    let outcome = match fault {
+        Some(Fault::Status { code, subcode, .. }) => {
+            Outcome::Error(ApiError::new(code, subcode, "Injected fault"))
+        }
+        Some(Fault::GarbageBody { .. }) => Outcome::Garbage,
+        Some(Fault::Delay { duration, .. }) => {
+            tokio::time::sleep(duration).await;
+            run(&shared, &endpoint, &headers, &parsed)
+        }
+        None => run(&shared, &endpoint, &headers, &parsed),
+    };
+
+    let version = record.version.clone().unwrap_or_else(|| API_VERSION.to_string());
+    let info = EndpointInfo {
+        name: endpoint,
+        requested_version: version.clone(),
+        actual_version: version,
+    };
     let (status, payload) = match &outcome {
         Outcome::Data(data) => (200, envelope::success(&info, data.clone()).to_string()),
         Outcome::Error(err) => (err.code, envelope::failure(&info, err).to_string()),
         Outcome::Garbage => (200, "<html>this is not json".to_string()),
     };
-    let logged_body = parsed.clone().map(Value::Object).unwrap_or(Value::Null);
-    tracing::debug!(%method, %endpoint, status, body = %logged_body, "ClearML API call");
-    {
-        let mut state = shared.lock();
-        state.stats.record(&endpoint, body.len(), payload.len());
-        state.calls.push(CallRecord {
-            method: method.to_string(),
-            version,
-            endpoint,
-            body: logged_body,
-            result_code: status,
-        });
-    }
+    record.result_code = status;
+    finish(&shared, record, body.len(), payload.len());
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, "application/json")], payload).into_response()
+}
+
+/// Logs the call and adds it to the counters and the call log.
+fn finish(shared: &Shared, record: CallRecord, request_bytes: usize, response_bytes: usize) {
+    tracing::debug!(
+        method = %record.method,
+        endpoint = %record.endpoint,
+        status = record.result_code,
+        body = %record.body,
+        "ClearML API call"
+    );
+    let mut state = shared.lock();
+    state
+        .stats
+        .record(&record.endpoint, request_bytes, response_bytes);
+    state.calls.push(record);
 }
 
 enum Outcome {

@@ -1,6 +1,6 @@
 //! Everything the emulated server remembers, behind one mutex (never held across an await).
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -9,6 +9,7 @@ use super::auth::Auth;
 use super::clock::now_iso;
 use super::config::EmulatorConfig;
 use super::faults::FaultQueue;
+use super::gate::Connections;
 use super::ids::new_id;
 use super::stats::{CallLog, CallStats};
 use super::store::Collection;
@@ -115,8 +116,9 @@ impl State {
 /// State shared by the HTTP server, the TCP gate and every handle.
 pub struct Shared {
     state: Mutex<State>,
-    /// false = "ClearML down": the gate drops API connections.
+    /// false = "ClearML down": API requests get their connection cut.
     pub up: watch::Sender<bool>,
+    pub connections: Arc<Connections>,
 }
 
 impl Shared {
@@ -124,6 +126,7 @@ impl Shared {
         Self {
             state: Mutex::new(State::new(config)),
             up: watch::Sender::new(true),
+            connections: Arc::default(),
         }
     }
 

@@ -45,7 +45,7 @@ impl CallStats {
     }
 }
 
-/// One API call as received (after fault handling it is also given its result code).
+/// One API call as received, with the HTTP status it got (0: connection cut, emulated outage).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallRecord {
     pub method: String,

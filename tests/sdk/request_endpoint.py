@@ -1,37 +1,73 @@
-"""Asks for an external endpoint the way a data scientist's task does, with the real clearml SDK.
+"""Drive the real `clearml` SDK against a ClearML API server (the emulator, in tests).
 
-Usage: request_endpoint.py TASK_ID PORT [--protocol http|tcp] [--name NAME] [--timeout S] [--interval S]
-Prints one JSON line: {"result": <what request_external_endpoint returned>, "seconds": <wait time>}.
+Loads a task, optionally asks it for an external endpoint, optionally waits for the router's
+answer, and prints one line `SDK_RESULT=<json>` on stdout describing what the SDK saw.
+Connection settings come from the usual CLEARML_* environment variables.
 """
+
 import argparse
 import json
+import sys
 import time
 
 from clearml import Task
+from clearml.backend_api import Session
 
 
-def main():
-    parser = argparse.ArgumentParser()
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("task_id")
-    parser.add_argument("port", type=int)
-    parser.add_argument("--protocol", default="http")
-    parser.add_argument("--name", default=None)
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--interval", type=float, default=3.0)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--protocol", choices=["http", "tcp"], default="http")
+    parser.add_argument("--name", default=None, help="endpoint_name")
+    parser.add_argument("--wait", action="store_true", help="request with wait=True")
+    parser.add_argument(
+        "--wait-only",
+        action="store_true",
+        help="do not request, only wait_for_external_endpoint()",
+    )
+    parser.add_argument("--interval", type=float, default=3.0, help="wait_interval_seconds")
+    parser.add_argument("--timeout", type=float, default=90.0, help="wait_timeout_seconds")
     args = parser.parse_args()
 
     task = Task.get_task(task_id=args.task_id)
     started = time.monotonic()
-    result = task.request_external_endpoint(
-        args.port,
-        protocol=args.protocol,
-        wait=True,
-        wait_interval_seconds=args.interval,
-        wait_timeout_seconds=args.timeout,
-        endpoint_name=args.name,
-    )
-    print(json.dumps({"result": result, "seconds": time.monotonic() - started}))
+    if args.wait_only:
+        result = task.wait_for_external_endpoint(
+            wait_interval_seconds=args.interval,
+            wait_timeout_seconds=args.timeout,
+            protocol=args.protocol,
+            endpoint_name=args.name,
+        )
+    else:
+        result = task.request_external_endpoint(
+            args.port,
+            protocol=args.protocol,
+            wait=args.wait,
+            wait_interval_seconds=args.interval,
+            wait_timeout_seconds=args.timeout,
+            endpoint_name=args.name,
+        )
+    elapsed = time.monotonic() - started
+
+    reloaded = Task.get_task(task_id=args.task_id)
+    report = {
+        "result": result,
+        "elapsed_sec": elapsed,
+        "runtime": reloaded.data.runtime or {},
+        "system_tags": sorted(reloaded.get_system_tags() or []),
+        "status": str(reloaded.status),
+        "endpoints": reloaded.list_external_endpoints(),
+        "session": {
+            "feature_set": Session.feature_set,
+            "api_version": Session.api_version,
+            "server_version": Session.server_version,
+        },
+    }
+    print("SDK_RESULT=" + json.dumps(report, sort_keys=True, default=str))
+    sys.stdout.flush()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the gateway's demo and tests need on a fresh Debian machine (idempotent):
+# nginx with the Lua and stream modules, LuaJIT for `luajit -bl`, wrk for benchmarks, and a
+# Python venv (.venv) with the real clearml SDK that the tests use as the compatibility judge.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(nginx libnginx-mod-http-lua libnginx-mod-stream libnginx-mod-http-ndk lua-resty-core
+  lua-resty-lrucache lua-cjson luajit2 libluajit2-5.1-2 wrk python3-venv)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package starts a system nginx on port 80; the gateway runs its own, so stop that one.
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1 || true
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import clearml" 2>/dev/null; then
+  echo "setup: creating .venv with the clearml SDK"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q "clearml>=2.1,<3"
+fi
+echo "setup: ready (nginx $(nginx -v 2>&1 | sed 's/.*\///'), clearml $(.venv/bin/python -c 'import clearml; print(clearml.__version__)'))"
