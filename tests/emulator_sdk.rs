@@ -268,3 +268,31 @@ async fn sdk_relogs_in_after_an_injected_401() {
     assert_eq!(codes, [401, 200, 200]);
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_requests_static_route() {
+    let emu = start().await;
+    let id = new_task(&emu);
+    emu.set_routes(json!([
+        {"name": "demo", "type": "subdomain", "enabled": true, "status": "active", "load_balancer": {"enabled": true}},
+    ]));
+
+    run_sdk(&emu, &[&id, "--port", "7860", "--static-route", "demo"]).await;
+
+    let runtime = emu.task(&id).unwrap()["runtime"].clone();
+    assert_eq!(runtime["_ROUTER_ENDPOINT_MODE"], "subdomain");
+    assert_eq!(runtime["_ROUTER_ENDPOINT_MODE_PARAM"], "demo");
+    assert_eq!(runtime["_PORT"], 7860);
+    // validate_static_route() and get_route_type() each ask, unversioned, for "^demo$".
+    let route_calls: Vec<_> = emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.endpoint == "routers.get_routes")
+        .map(|c| (c.version, c.body))
+        .collect();
+    assert_eq!(route_calls.len(), 2, "{route_calls:?}");
+    assert!(route_calls
+        .iter()
+        .all(|(v, body)| v.is_none() && body["name"] == "^demo$"));
+    emu.shutdown().await;
+}

@@ -28,18 +28,13 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8008")]
     bind: SocketAddr,
 
-    /// Access key of the default user.
-    #[arg(long, env = "CLEARML_API_ACCESS_KEY", default_value = "emulator-access-key")]
-    access_key: String,
+    /// Access key of the default user [default: emulator-access-key].
+    #[arg(long, env = "CLEARML_API_ACCESS_KEY")]
+    access_key: Option<String>,
 
-    /// Secret key of the default user.
-    #[arg(
-        long,
-        env = "CLEARML_API_SECRET_KEY",
-        default_value = "emulator-secret-key",
-        hide_env_values = true
-    )]
-    secret_key: String,
+    /// Secret key of the default user [default: emulator-secret-key].
+    #[arg(long, env = "CLEARML_API_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
 
     /// HS256 secret for tokens and cookies (default: the emulator's fixed test secret).
     #[arg(long, env = "CLEARML_EMULATOR_TOKEN_SECRET", hide_env_values = true)]
@@ -63,12 +58,16 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
 
-    let mut config = EmulatorConfig {
-        access_key: args.access_key,
-        secret_key: args.secret_key,
-        ..EmulatorConfig::default()
-    };
-    if let Some(secret) = args.token_secret {
+    // An empty variable (e.g. `CLEARML_API_ACCESS_KEY=` in an env file) means "unset".
+    let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let mut config = EmulatorConfig::default();
+    if let Some(key) = given(args.access_key) {
+        config.access_key = key;
+    }
+    if let Some(secret) = given(args.secret_key) {
+        config.secret_key = secret;
+    }
+    if let Some(secret) = given(args.token_secret) {
         config.token_secret = secret.into_bytes();
     }
     let handle = emulator::start(config, args.bind).await?;

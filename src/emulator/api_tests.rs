@@ -79,6 +79,17 @@ async fn login_token_carries_the_claims_the_sdk_reads() {
 
     let (status, body) = login(&emu, "emulator-access-key", "wrong").await;
     assert_eq!((status, codes(&body)), (401, (401, 22)));
+
+    // The SDK passes a requested lifetime as a query parameter.
+    let response = reqwest::Client::new()
+        .get(format!("{}/auth.login?expiration_sec=60", emu.url()))
+        .basic_auth("emulator-access-key", Some("emulator-secret-key"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let claims = decode_token(body["data"]["token"].as_str().unwrap(), &emu.token_secret()).unwrap();
+    assert_eq!(claims.exp - claims.iat, 60);
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--protocol", choices=["http", "tcp"], default="http")
     parser.add_argument("--name", default=None, help="endpoint_name")
+    parser.add_argument("--static-route", default=None, help="static_route (route name)")
     parser.add_argument("--wait", action="store_true", help="request with wait=True")
     parser.add_argument(
         "--wait-only",
@@ -47,6 +48,7 @@ def main() -> int:
             wait_interval_seconds=args.interval,
             wait_timeout_seconds=args.timeout,
             endpoint_name=args.name,
+            static_route=args.static_route,
         )
     elapsed = time.monotonic() - started
 
