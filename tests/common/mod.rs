@@ -147,7 +147,7 @@ impl Gateway {
 
     /// nginx reloads so far, as nginx itself logged them.
     pub fn nginx_reloads(&self) -> usize {
-        self.nginx_error_log().matches("reconfiguring").count()
+        self.nginx_error_log().matches("(SIGHUP) received").count()
     }
 
     /// Creates an in-progress task whose runtime asks for an HTTP endpoint on `target`.
