@@ -67,9 +67,9 @@ pub struct RawEnv {
 
 impl RawEnv {
     pub fn from_process_env() -> Result<Self, ConfigError> {
-        Self::from_iter(std::env::vars())
+        Self::from_vars(std::env::vars())
     }
-    pub fn from_iter(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         envy::from_iter(vars).map_err(|e| ConfigError {
             var: "environment".into(),
             problem: e.to_string(),
@@ -615,7 +615,7 @@ mod tests {
             .iter()
             .chain(pairs.iter())
             .map(|(k, v)| (k.to_string(), v.to_string()));
-        Settings::from_raw(RawEnv::from_iter(vars).unwrap())
+        Settings::from_raw(RawEnv::from_vars(vars).unwrap())
     }
 
     #[test]

@@ -105,7 +105,7 @@ fn demo_settings(args: &DemoArgs, emulator: &EmulatorHandle) -> anyhow::Result<S
         ("TCP_PORT_START", "10000".into()),
         ("TCP_PORT_END", "10100".into()),
     ];
-    let raw = RawEnv::from_iter(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))?;
+    let raw = RawEnv::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))?;
     Settings::from_raw(raw).map_err(|errors| {
         anyhow::anyhow!(errors
             .iter()

@@ -163,7 +163,7 @@ async fn dry_run(
     } else {
         std::env::vars().collect()
     };
-    let settings = match settings_or_exit(RawEnv::from_iter(env)) {
+    let settings = match settings_or_exit(RawEnv::from_vars(env)) {
         Ok(s) => s,
         Err(code) => return code,
     };

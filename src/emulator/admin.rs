@@ -18,7 +18,7 @@ use super::state::Shared;
 use super::stats::CallStats;
 use super::tasks::{self, NewTask};
 
-type Shared_ = State<Arc<Shared>>;
+type AppState = State<Arc<Shared>>;
 
 pub fn router() -> axum::Router<Arc<Shared>> {
     Router::new()
@@ -46,22 +46,22 @@ fn not_found(what: &str, id: &str) -> Response {
         .into_response()
 }
 
-async fn list_tasks(State(shared): Shared_) -> Json<Value> {
+async fn list_tasks(State(shared): AppState) -> Json<Value> {
     Json(Value::Array(shared.lock().tasks.values().cloned().collect()))
 }
 
-async fn create_task(State(shared): Shared_, Json(task): Json<NewTask>) -> Json<Value> {
+async fn create_task(State(shared): AppState, Json(task): Json<NewTask>) -> Json<Value> {
     Json(json!({ "id": shared.lock().create_task(&task) }))
 }
 
-async fn get_task(State(shared): Shared_, Path(id): Path<String>) -> Response {
+async fn get_task(State(shared): AppState, Path(id): Path<String>) -> Response {
     match shared.lock().tasks.get(&id) {
         Some(doc) => Json(doc.clone()).into_response(),
         None => not_found("task", &id),
     }
 }
 
-async fn delete_task(State(shared): Shared_, Path(id): Path<String>) -> Response {
+async fn delete_task(State(shared): AppState, Path(id): Path<String>) -> Response {
     match shared.lock().tasks.remove(&id) {
         Some(_) => Json(json!({ "deleted": true })).into_response(),
         None => not_found("task", &id),
@@ -74,7 +74,7 @@ struct StatusBody {
 }
 
 async fn set_status(
-    State(shared): Shared_,
+    State(shared): AppState,
     Path(id): Path<String>,
     Json(body): Json<StatusBody>,
 ) -> Response {
@@ -91,7 +91,7 @@ async fn set_status(
 
 /// Merges keys into `runtime` (`null` deletes) and returns the resulting runtime.
 async fn merge_runtime(
-    State(shared): Shared_,
+    State(shared): AppState,
     Path(id): Path<String>,
     Json(patch): Json<Map<String, Value>>,
 ) -> Response {
@@ -114,7 +114,7 @@ struct QueueBody {
     name: String,
 }
 
-async fn create_queue(State(shared): Shared_, Json(body): Json<QueueBody>) -> Json<Value> {
+async fn create_queue(State(shared): AppState, Json(body): Json<QueueBody>) -> Json<Value> {
     let mut state = shared.lock();
     let (company, user) = (state.config.company_id.clone(), state.config.user_id.clone());
     let id = match state.queue_by_name(&company, &body.name) {
@@ -124,7 +124,7 @@ async fn create_queue(State(shared): Shared_, Json(body): Json<QueueBody>) -> Js
     Json(json!({ "id": id }))
 }
 
-async fn add_user(State(shared): Shared_, Json(user): Json<EmulatedUser>) -> Json<Value> {
+async fn add_user(State(shared): AppState, Json(user): Json<EmulatedUser>) -> Json<Value> {
     shared.lock().auth.add_user(user);
     Json(json!({ "ok": true }))
 }
@@ -140,7 +140,11 @@ fn default_ttl() -> i64 {
     3600
 }
 
-async fn mint_token(State(shared): Shared_, Path(id): Path<String>, Json(body): Json<TokenBody>) -> Response {
+async fn mint_token(
+    State(shared): AppState,
+    Path(id): Path<String>,
+    Json(body): Json<TokenBody>,
+) -> Response {
     let mut state = shared.lock();
     let Some(user) = state.auth.user(&id).cloned() else {
         return not_found("user", &id);
@@ -154,17 +158,17 @@ async fn mint_token(State(shared): Shared_, Path(id): Path<String>, Json(body): 
     Json(json!({ "token": state.auth.mint(&user, iat, ttl) })).into_response()
 }
 
-async fn revoke(State(shared): Shared_, Path(id): Path<String>) -> Json<Value> {
+async fn revoke(State(shared): AppState, Path(id): Path<String>) -> Json<Value> {
     shared.lock().auth.revoke_sessions_of(&id);
     Json(json!({ "ok": true }))
 }
 
-async fn inject_faults(State(shared): Shared_, Json(faults): Json<Vec<Fault>>) -> Json<Value> {
+async fn inject_faults(State(shared): AppState, Json(faults): Json<Vec<Fault>>) -> Json<Value> {
     shared.lock().faults.push(faults);
     Json(json!({ "ok": true }))
 }
 
-async fn clear_faults(State(shared): Shared_) -> Json<Value> {
+async fn clear_faults(State(shared): AppState) -> Json<Value> {
     shared.lock().faults.clear();
     Json(json!({ "ok": true }))
 }
@@ -174,35 +178,35 @@ struct AvailableBody {
     up: bool,
 }
 
-async fn available(State(shared): Shared_) -> Json<Value> {
+async fn available(State(shared): AppState) -> Json<Value> {
     Json(json!({ "up": shared.is_up() }))
 }
 
-async fn set_available(State(shared): Shared_, Json(body): Json<AvailableBody>) -> Json<Value> {
+async fn set_available(State(shared): AppState, Json(body): Json<AvailableBody>) -> Json<Value> {
     shared.up.send_replace(body.up);
     Json(json!({ "up": body.up }))
 }
 
-async fn stats(State(shared): Shared_) -> Json<CallStats> {
+async fn stats(State(shared): AppState) -> Json<CallStats> {
     Json(shared.lock().stats.clone())
 }
 
-async fn reset_stats(State(shared): Shared_) -> Json<Value> {
+async fn reset_stats(State(shared): AppState) -> Json<Value> {
     let mut state = shared.lock();
     state.stats = CallStats::default();
     state.calls.clear();
     Json(json!({ "ok": true }))
 }
 
-async fn calls(State(shared): Shared_) -> Json<Value> {
+async fn calls(State(shared): AppState) -> Json<Value> {
     Json(serde_json::to_value(shared.lock().calls.snapshot()).unwrap_or_default())
 }
 
-async fn routes(State(shared): Shared_) -> Json<Value> {
+async fn routes(State(shared): AppState) -> Json<Value> {
     Json(Value::Array(shared.lock().routes.clone()))
 }
 
-async fn set_routes(State(shared): Shared_, Json(routes): Json<Value>) -> Json<Value> {
+async fn set_routes(State(shared): AppState, Json(routes): Json<Value>) -> Json<Value> {
     let mut state = shared.lock();
     state.set_routes(routes);
     Json(json!({ "routes": state.routes.len() }))

@@ -431,3 +431,9 @@ async fn admin_api_manages_tasks() {
     let missing = client.get(format!("{base}/tasks/{id}")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[test]
+fn handle_is_shareable() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<EmulatorHandle>();
+}

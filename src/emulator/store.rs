@@ -34,6 +34,11 @@ impl Collection {
         Some(doc)
     }
 
+    /// Every document, in no particular order.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Value> {
+        self.docs.values_mut()
+    }
+
     /// Documents in creation order (the server's default order is also creation-based).
     pub fn values(&self) -> impl Iterator<Item = &Value> {
         self.order.iter().filter_map(|id| self.docs.get(id))

@@ -1,6 +1,7 @@
 //! The API endpoints: a name -> function table, run with the state locked.
 
 mod identity;
+mod projects;
 mod queues;
 mod routers;
 mod tasks;
@@ -42,8 +43,8 @@ fn handler(endpoint: &str) -> Option<Handler> {
         "queues.get_by_id" => queues::get_by_id,
         "queues.create" => queues::create,
         "queues.get_default" => queues::get_default,
-        "projects.get_by_id" => routers::get_project,
-        "projects.get_all" | "projects.get_all_ex" => routers::get_projects,
+        "projects.get_by_id" => projects::get_project,
+        "projects.get_all" | "projects.get_all_ex" => projects::get_projects,
         "routers.get_routes" => routers::get_routes,
         _ => return None,
     })

@@ -1,4 +1,4 @@
-//! `routers.get_routes` (static routes, enterprise API) and the one emulated project.
+//! `routers.get_routes`: static routes (an enterprise API) from the list set through the handle.
 
 use serde_json::{json, Map, Value};
 
@@ -6,8 +6,6 @@ use super::super::envelope::ApiError;
 use super::super::jwt::Identity;
 use super::super::query;
 use super::super::state::State;
-use super::super::tasks::DEFAULT_PROJECT;
-use super::required_str;
 
 /// `routers.get_routes {name?: regex}` -> `{routes}` from the list set through the handle.
 pub fn get_routes(
@@ -16,38 +14,4 @@ pub fn get_routes(
     body: &Map<String, Value>,
 ) -> Result<Value, ApiError> {
     Ok(json!({ "routes": query::get_all(state.routes.iter(), body, &["type", "enabled", "status"])? }))
-}
-
-fn project(caller: &Identity) -> Value {
-    json!({
-        "id": DEFAULT_PROJECT,
-        "name": "Emulated Project",
-        "basename": "Emulated Project",
-        "company": caller.company,
-        "user": caller.user,
-        "description": "",
-        "tags": [],
-        "system_tags": [],
-    })
-}
-
-pub fn get_project(
-    _state: &mut State,
-    caller: &Identity,
-    body: &Map<String, Value>,
-) -> Result<Value, ApiError> {
-    let id = required_str(body, "project")?;
-    if id != DEFAULT_PROJECT {
-        return Err(ApiError::bad_request(401, format!("Invalid project id: id={id}")));
-    }
-    Ok(json!({ "project": project(caller) }))
-}
-
-pub fn get_projects(
-    _state: &mut State,
-    caller: &Identity,
-    body: &Map<String, Value>,
-) -> Result<Value, ApiError> {
-    let projects = [project(caller)];
-    Ok(json!({ "projects": query::get_all(projects.iter(), body, &["id"])? }))
 }

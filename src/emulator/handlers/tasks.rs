@@ -127,13 +127,8 @@ fn resolve_queue(
 }
 
 fn remove_from_queues(state: &mut State, task: &str) {
-    let ids: Vec<String> = state
-        .queues
-        .values()
-        .filter_map(|q| q["id"].as_str().map(str::to_string))
-        .collect();
-    for id in ids {
-        if let Some(Value::Array(entries)) = state.queues.get_mut(&id).map(|q| &mut q["entries"]) {
+    for queue in state.queues.values_mut() {
+        if let Value::Array(entries) = &mut queue["entries"] {
             entries.retain(|e| e["task"] != task);
         }
     }
