@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod dry_run;
 pub mod emulator;
+pub mod errors;
 pub mod local_proxy;
 pub mod model;
 pub mod reconcile;

@@ -11,6 +11,30 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
+/// `request_external_endpoint(port, wait=True)` through the real SDK; returns what the SDK reported.
+async fn request_endpoint(gw: &Gateway, task: &str, port: u16, name: Option<&str>) -> Value {
+    let port = port.to_string();
+    let mut args = vec![
+        task,
+        "--port",
+        &port,
+        "--wait",
+        "--interval",
+        "0.5",
+        "--timeout",
+        "30",
+    ];
+    if let Some(name) = name {
+        args.extend(["--name", name]);
+    }
+    let out = run_sdk_script(&gw.emulator, "request_endpoint.py", &args).await;
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SDK_RESULT="))
+        .expect("the script reports a result");
+    serde_json::from_str(line).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
     let gw = Gateway::start(Options::default()).await;
@@ -22,13 +46,7 @@ async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
         ..Default::default()
     });
 
-    let out = run_sdk_script(
-        &gw.emulator,
-        "request_endpoint.py",
-        &[&task, &app.port().to_string(), "--interval", "0.5"],
-    )
-    .await;
-    let reply: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let reply = request_endpoint(&gw, &task, app.port(), None).await;
     let expected = format!("{}/service/{task}/", gw.router_url);
     assert_eq!(
         reply["result"]["endpoint"],
@@ -89,7 +107,11 @@ async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
 
     // Server-sent events arrive as they are produced, not buffered until the end.
     let started = Instant::now();
-    let mut response = http.get(format!("{expected}sse?n=5&interval_ms=300")).send().await.unwrap();
+    let mut response = http
+        .get(format!("{expected}sse?n=5&interval_ms=300"))
+        .send()
+        .await
+        .unwrap();
     let first = response.chunk().await.unwrap().unwrap();
     let first_after = started.elapsed();
     assert!(String::from_utf8_lossy(&first).contains("event 0"));
@@ -154,20 +176,7 @@ async fn named_endpoints_get_their_own_url() {
         status: "in_progress".into(),
         ..Default::default()
     });
-    let out = run_sdk_script(
-        &gw.emulator,
-        "request_endpoint.py",
-        &[
-            &task,
-            &app.port().to_string(),
-            "--name",
-            "api",
-            "--interval",
-            "0.5",
-        ],
-    )
-    .await;
-    let reply: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let reply = request_endpoint(&gw, &task, app.port(), Some("api")).await;
     let expected = format!("{}/service/{task}__api/", gw.router_url);
     assert_eq!(
         reply["result"]["endpoint"],

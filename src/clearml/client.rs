@@ -7,6 +7,7 @@ use super::error::{ApiError, Meta};
 use super::token::Token;
 use super::TASK_FIELDS;
 use crate::config::Secret;
+use crate::errors::error_chain;
 
 /// API version sent in the URL path, as the SDK does.
 const API_VERSION: &str = "v2.23";
@@ -237,17 +238,6 @@ impl ClearmlClient {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn decode_error(endpoint: &str, detail: impl Into<String>) -> ApiError {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::errors::error_chain;
 use crate::model::RouteId;
 use crate::reconcile::RouteTable;
 
@@ -168,17 +169,6 @@ pub(crate) fn safe_path(path: &Path) -> Result<&str, RenderError> {
     } else {
         Err(RenderError::UnsafePath(path.to_owned()))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
