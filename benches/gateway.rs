@@ -21,7 +21,14 @@ const SDK_POLL_INTERVAL: Duration = Duration::from_secs(3);
 async fn main() {
     let poll = std::env::var("BENCH_POLL_SECONDS").unwrap_or_else(|_| "1".into());
     println!("gateway benchmark (router poll interval {poll} s, the production default is 1 s)");
-    let gw = Gateway::start(Options { env: vec![("ROUTER_POLL_INTERVAL_SECONDS", poll.clone()), ("LOGGER_LEVEL", "info".into())], ..Default::default() }).await;
+    let gw = Gateway::start(Options {
+        env: vec![
+            ("ROUTER_POLL_INTERVAL_SECONDS", poll.clone()),
+            ("LOGGER_LEVEL", "info".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
     route_live_latency(&gw).await;
     reloads_per_churn(&gw).await;
     poll_cost(&gw).await;
@@ -32,7 +39,11 @@ async fn route_live_latency(gw: &Gateway) {
     let http = http_client();
     let mut samples = Vec::new();
     for i in 0..20 {
-        let task = gw.emulator.create_task(NewTask { name: format!("latency-{i}"), status: "in_progress".into(), ..Default::default() });
+        let task = gw.emulator.create_task(NewTask {
+            name: format!("latency-{i}"),
+            status: "in_progress".into(),
+            ..Default::default()
+        });
         let url = format!("{}/service/{task}/", gw.router_url);
         // A random start phase, so samples are not locked to the router's poll cycle.
         tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 1000)).await;
@@ -43,10 +54,19 @@ async fn route_live_latency(gw: &Gateway) {
             t["system_tags"] = json!(["external_service"]);
         });
         loop {
-            if http.get(&url).send().await.map(|r| r.status() == 200).unwrap_or(false) {
+            if http
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+            {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "task {i} never went live");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "task {i} never went live"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         samples.push(started.elapsed());
@@ -70,21 +90,36 @@ async fn reloads_per_churn(gw: &Gateway) {
     let before = gw.nginx_reloads();
     let mut events = 0;
     for batch in 0..5 {
-        let tasks: Vec<String> = (0..10).map(|i| gw.http_task(&format!("churn-{batch}-{i}"), app)).collect();
+        let tasks: Vec<String> = (0..10)
+            .map(|i| gw.http_task(&format!("churn-{batch}-{i}"), app))
+            .collect();
         for task in &tasks {
-            gw.wait_for_status(&format!("{}/service/{task}/", gw.router_url), 200, Duration::from_secs(30)).await;
+            gw.wait_for_status(
+                &format!("{}/service/{task}/", gw.router_url),
+                200,
+                Duration::from_secs(30),
+            )
+            .await;
         }
         events += tasks.len();
         for task in &tasks {
             gw.emulator.set_status(task, "stopped");
         }
         for task in &tasks {
-            gw.wait_for_status(&format!("{}/service/{task}/", gw.router_url), 404, Duration::from_secs(30)).await;
+            gw.wait_for_status(
+                &format!("{}/service/{task}/", gw.router_url),
+                404,
+                Duration::from_secs(30),
+            )
+            .await;
         }
         events += tasks.len();
     }
     let reloads = gw.nginx_reloads() - before;
-    println!("nginx reloads per 100 task starts/stops: {:.1} ({reloads} reloads over {events} events)", reloads as f64 * 100.0 / events as f64);
+    println!(
+        "nginx reloads per 100 task starts/stops: {:.1} ({reloads} reloads over {events} events)",
+        reloads as f64 * 100.0 / events as f64
+    );
 }
 
 async fn poll_cost(gw: &Gateway) {
@@ -104,9 +139,18 @@ async fn poll_cost(gw: &Gateway) {
     let window = Duration::from_secs(5);
     tokio::time::sleep(window).await;
     let stats = gw.emulator.stats();
-    let polls = stats.per_endpoint.get("tasks.get_all").map(|s| s.calls).unwrap_or(0).max(1);
+    let polls = stats
+        .per_endpoint
+        .get("tasks.get_all")
+        .map(|s| s.calls)
+        .unwrap_or(0)
+        .max(1);
     let calls: u64 = stats.per_endpoint.values().map(|s| s.calls).sum();
-    let bytes: u64 = stats.per_endpoint.values().map(|s| s.request_bytes + s.response_bytes).sum();
+    let bytes: u64 = stats
+        .per_endpoint
+        .values()
+        .map(|s| s.request_bytes + s.response_bytes)
+        .sum();
     let calls_per_poll = calls as f64 / polls as f64;
     let bytes_per_poll = bytes as f64 / polls as f64;
 
@@ -114,8 +158,12 @@ async fn poll_cost(gw: &Gateway) {
     let client = clearml_gateway::clearml::ClearmlClient::new(
         &gw.emulator.url(),
         clearml_gateway::clearml::Credentials {
-            access_key: clearml_gateway::config::Secret::new(clearml_gateway::emulator::EmulatorConfig::default().access_key),
-            secret_key: clearml_gateway::config::Secret::new(clearml_gateway::emulator::EmulatorConfig::default().secret_key),
+            access_key: clearml_gateway::config::Secret::new(
+                clearml_gateway::emulator::EmulatorConfig::default().access_key,
+            ),
+            secret_key: clearml_gateway::config::Secret::new(
+                clearml_gateway::emulator::EmulatorConfig::default().secret_key,
+            ),
         },
         Duration::from_secs(30),
         true,
@@ -125,7 +173,11 @@ async fn poll_cost(gw: &Gateway) {
     gw.emulator.reset_stats();
     let naive = client.call("tasks.get_all", json!({})).await.unwrap();
     let naive_stats = gw.emulator.stats();
-    let naive_bytes: u64 = naive_stats.per_endpoint.values().map(|s| s.request_bytes + s.response_bytes).sum();
+    let naive_bytes: u64 = naive_stats
+        .per_endpoint
+        .values()
+        .map(|s| s.request_bytes + s.response_bytes)
+        .sum();
     println!(
         "one poll with 1,000 tasks in ClearML (500 running, 250 of those asking): {calls_per_poll:.1} API calls, {:.1} kB \
          ({polls} polls in {}s); naive unfiltered get_all: {:.1} kB for {} tasks; ratio {:.3}",
