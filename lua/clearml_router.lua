@@ -43,9 +43,9 @@ local function read_file(path)
     return raw
 end
 
--- Loads the routing table into the shared dict. A file that cannot be read or decoded leaves the
--- current routes untouched: the last good table keeps serving.
-function _M.load()
+-- Reads the routing table file into the shared dict. A file that cannot be read or decoded
+-- leaves the current routes untouched: the last good table keeps serving.
+local function load_file()
     local raw, err = read_file(routes_file)
     if not raw then
         state:set("error", "cannot read routing table: " .. tostring(err))
@@ -85,10 +85,32 @@ function _M.load()
     return true
 end
 
+-- Loads under a lock shared by all workers: the file is read inside the lock, so whichever
+-- worker loads last has read the newest file, and an older read can never overwrite a newer one.
+-- `wait` false (the timer): skip if another worker is loading right now.
+function _M.load(wait)
+    for _ = 1, (wait and 200 or 1) do
+        if state:add("load_lock", true, 5) then
+            local ok, result = pcall(load_file)
+            state:delete("load_lock")
+            if not ok then
+                state:set("error", "routing table load failed: " .. tostring(result))
+                return false
+            end
+            return result
+        end
+        if wait then
+            ngx.sleep(0.005)
+        end
+    end
+    return false
+end
+
 -- init_by_lua: load synchronously so the first request after (re)start already has routes.
 function _M.init(path)
     routes_file = path
-    _M.load()
+    state:delete("load_lock")
+    load_file()
 end
 
 -- init_worker_by_lua: one poller per nginx instance (worker 0) keeps the shared dict current.
@@ -99,7 +121,7 @@ function _M.start_poller(interval)
     end
     local ok, err = ngx.timer.every(interval, function(premature)
         if not premature then
-            _M.load()
+            _M.load(false)
         end
     end)
     if not ok then
@@ -171,7 +193,11 @@ function _M.balance()
 end
 
 -- The control endpoint: which structural config and routing table this proxy serves now.
+-- A POST loads the routing table first, so the router need not wait for the poller.
 function _M.status(config_hash)
+    if ngx.req.get_method() == "POST" then
+        _M.load(true)
+    end
     ngx.header["Content-Type"] = "application/json"
     ngx.header["Cache-Control"] = "no-store"
     ngx.say(cjson.encode({

@@ -176,6 +176,12 @@ impl<R: Reloader> Applier<R> {
 
     async fn confirm_routes(&self, rendered: &Rendered) -> anyhow::Result<()> {
         let want = rendered.routes_version.clone();
+        // Ask for an immediate load; the proxy's own poller is the fallback if this fails.
+        if let Ok(status) = self.probe.load_routes().await {
+            if status.routes_version == want {
+                return Ok(());
+            }
+        }
         self.probe
             .wait_for(self.confirm_timeout, |s| s.routes_version == want)
             .await

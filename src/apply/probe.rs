@@ -34,10 +34,19 @@ impl ProxyProbe {
         }
     }
 
+    /// What the proxy serves now.
     pub async fn status(&self) -> anyhow::Result<ProxyStatus> {
-        let response = self
-            .http
-            .get(&self.url)
+        self.ask(self.http.get(&self.url)).await
+    }
+
+    /// Makes the proxy load the routing table file now (instead of at its next poll) and
+    /// returns what it serves afterwards.
+    pub async fn load_routes(&self) -> anyhow::Result<ProxyStatus> {
+        self.ask(self.http.post(&self.url)).await
+    }
+
+    async fn ask(&self, request: reqwest::RequestBuilder) -> anyhow::Result<ProxyStatus> {
+        let response = request
             .send()
             .await
             .with_context(|| format!("proxy control {} unreachable", self.url))?;
