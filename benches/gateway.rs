@@ -22,10 +22,7 @@ async fn main() {
     let poll = std::env::var("BENCH_POLL_SECONDS").unwrap_or_else(|_| "1".into());
     println!("gateway benchmark (router poll interval {poll} s, the production default is 1 s)");
     let gw = Gateway::start(Options {
-        env: vec![
-            ("ROUTER_POLL_INTERVAL_SECONDS", poll.clone()),
-            ("LOGGER_LEVEL", "info".into()),
-        ],
+        env: vec![("ROUTER_POLL_INTERVAL_SECONDS", poll.clone()), ("LOGGER_LEVEL", "info".into())],
         ..Default::default()
     })
     .await;
@@ -54,19 +51,10 @@ async fn route_live_latency(gw: &Gateway) {
             t["system_tags"] = json!(["external_service"]);
         });
         loop {
-            if http
-                .get(&url)
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-            {
+            if http.get(&url).send().await.map(|r| r.status() == 200).unwrap_or(false) {
                 break;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "task {i} never went live"
-            );
+            assert!(started.elapsed() < Duration::from_secs(30), "task {i} never went live");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         samples.push(started.elapsed());
@@ -90,28 +78,18 @@ async fn reloads_per_churn(gw: &Gateway) {
     let before = gw.nginx_reloads();
     let mut events = 0;
     for batch in 0..5 {
-        let tasks: Vec<String> = (0..10)
-            .map(|i| gw.http_task(&format!("churn-{batch}-{i}"), app))
-            .collect();
+        let tasks: Vec<String> = (0..10).map(|i| gw.http_task(&format!("churn-{batch}-{i}"), app)).collect();
         for task in &tasks {
-            gw.wait_for_status(
-                &format!("{}/service/{task}/", gw.router_url),
-                200,
-                Duration::from_secs(30),
-            )
-            .await;
+            gw.wait_for_status(&format!("{}/service/{task}/", gw.router_url), 200, Duration::from_secs(30))
+                .await;
         }
         events += tasks.len();
         for task in &tasks {
             gw.emulator.set_status(task, "stopped");
         }
         for task in &tasks {
-            gw.wait_for_status(
-                &format!("{}/service/{task}/", gw.router_url),
-                404,
-                Duration::from_secs(30),
-            )
-            .await;
+            gw.wait_for_status(&format!("{}/service/{task}/", gw.router_url), 404, Duration::from_secs(30))
+                .await;
         }
         events += tasks.len();
     }
@@ -139,18 +117,9 @@ async fn poll_cost(gw: &Gateway) {
     let window = Duration::from_secs(5);
     tokio::time::sleep(window).await;
     let stats = gw.emulator.stats();
-    let polls = stats
-        .per_endpoint
-        .get("tasks.get_all")
-        .map(|s| s.calls)
-        .unwrap_or(0)
-        .max(1);
+    let polls = stats.per_endpoint.get("tasks.get_all").map(|s| s.calls).unwrap_or(0).max(1);
     let calls: u64 = stats.per_endpoint.values().map(|s| s.calls).sum();
-    let bytes: u64 = stats
-        .per_endpoint
-        .values()
-        .map(|s| s.request_bytes + s.response_bytes)
-        .sum();
+    let bytes: u64 = stats.per_endpoint.values().map(|s| s.request_bytes + s.response_bytes).sum();
     let calls_per_poll = calls as f64 / polls as f64;
     let bytes_per_poll = bytes as f64 / polls as f64;
 
@@ -173,11 +142,8 @@ async fn poll_cost(gw: &Gateway) {
     gw.emulator.reset_stats();
     let naive = client.call("tasks.get_all", json!({})).await.unwrap();
     let naive_stats = gw.emulator.stats();
-    let naive_bytes: u64 = naive_stats
-        .per_endpoint
-        .values()
-        .map(|s| s.request_bytes + s.response_bytes)
-        .sum();
+    let naive_bytes: u64 =
+        naive_stats.per_endpoint.values().map(|s| s.request_bytes + s.response_bytes).sum();
     println!(
         "one poll with 1,000 tasks in ClearML (500 running, 250 of those asking): {calls_per_poll:.1} API calls, {:.1} kB \
          ({polls} polls in {}s); naive unfiltered get_all: {:.1} kB for {} tasks; ratio {:.3}",

@@ -8,6 +8,7 @@
 
 local cjson = require("cjson.safe")
 local balancer = require("ngx.balancer")
+local auth = require("clearml_auth")
 
 local _M = {}
 
@@ -162,6 +163,8 @@ end
 -- access_by_lua for /service/: pick the route, strip the /service/<id> prefix from the raw URI
 -- (kept byte for byte, so encoded characters reach the task unchanged).
 function _M.access()
+    -- Login first, so that unauthenticated clients cannot probe which task ids exist.
+    auth.check()
     local uri = ngx.var.request_uri
     local id, rest = uri:match("^/service/([^/?]*)(.*)$")
     if not valid_route_id(id) then
@@ -205,6 +208,7 @@ function _M.status(config_hash)
         routes_version = state:get("version") or "",
         routes = state:get("count") or 0,
         error = state:get("error"),
+        auth = auth.enabled() and "enabled" or "disabled",
     }))
 end
 

@@ -67,10 +67,7 @@ pub struct SyncReport {
 
 impl Advertiser {
     pub fn new(router_url: &str) -> Self {
-        Self {
-            router_url: router_url.to_owned(),
-            advertised: BTreeMap::new(),
-        }
+        Self { router_url: router_url.to_owned(), advertised: BTreeMap::new() }
     }
 
     /// Seeds what a previous run advertised (from the routing table it left on disk).
@@ -149,14 +146,7 @@ async fn write_keys(
 
 /// The server answers 400/101 for an unknown task id: nothing left to retract.
 fn is_missing_task(e: &ApiError) -> bool {
-    matches!(
-        e,
-        ApiError::Server {
-            code: 400,
-            subcode: 101,
-            ..
-        }
-    )
+    matches!(e, ApiError::Server { code: 400, subcode: 101, .. })
 }
 
 #[cfg(test)]
@@ -167,20 +157,13 @@ mod tests {
     #[test]
     fn merge_sets_wanted_and_retracts_only_unchanged_keys() {
         let url = "http://gw/service/t/".to_string();
-        let ours: Keys = [
-            ("endpoint".into(), url.clone()),
-            ("browser_endpoint".into(), url.clone()),
-        ]
-        .into();
+        let ours: Keys = [("endpoint".into(), url.clone()), ("browser_endpoint".into(), url.clone())].into();
         let mut runtime = json!({"_PORT": 1, "endpoint": url, "browser_endpoint": "http://other/"})
             .as_object()
             .unwrap()
             .clone();
         assert!(merge(&mut runtime, &Keys::new(), &ours));
-        assert_eq!(
-            Value::Object(runtime.clone()),
-            json!({"_PORT": 1, "browser_endpoint": "http://other/"})
-        );
+        assert_eq!(Value::Object(runtime.clone()), json!({"_PORT": 1, "browser_endpoint": "http://other/"}));
         assert!(!merge(&mut runtime, &Keys::new(), &ours));
         assert!(merge(&mut runtime, &ours, &Keys::new()));
         assert_eq!(runtime["browser_endpoint"], json!(url));

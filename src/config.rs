@@ -46,6 +46,9 @@ pub struct RawEnv {
     auth_cookie_name: Option<String>,
     auth_secure_enabled: Option<String>,
     auth_base64_jwks_key: Option<String>,
+    auth_login_url: Option<String>,
+    auth_cache_ttl_seconds: Option<String>,
+    auth_negative_cache_ttl_seconds: Option<String>,
     tcp_router_address: Option<String>,
     tcp_port_start: Option<String>,
     tcp_port_end: Option<String>,
@@ -88,11 +91,7 @@ pub struct ConfigError {
 }
 
 fn bad(var: &str, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var: var.into(),
-        problem: problem.into(),
-        fix: fix.into(),
-    }
+    ConfigError { var: var.into(), problem: problem.into(), fix: fix.into() }
 }
 
 /// Which tasks this router routes, from `LISTEN_QUEUE_NAME`.
@@ -109,7 +108,12 @@ pub struct AuthSettings {
     pub enabled: bool,
     pub cookie_name: String,
     pub secure_cookies: bool,
+    /// Base64 of the ClearML server's token secret (`AUTH_BASE64_JWKS_KEY`): verify locally.
     pub token_secret: Option<Secret>,
+    /// Where an unauthenticated browser is sent to log in.
+    pub login_url: String,
+    pub cache_ttl: Duration,
+    pub negative_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -163,11 +167,7 @@ impl Settings {
 
         let listen_port = take(
             &mut errors,
-            port_var(
-                "ROUTER__WEBSERVER__SERVER_PORT",
-                raw.router_webserver_server_port.as_deref(),
-                8080,
-            ),
+            port_var("ROUTER__WEBSERVER__SERVER_PORT", raw.router_webserver_server_port.as_deref(), 8080),
         );
         let router_url = take(
             &mut errors,
@@ -185,41 +185,38 @@ impl Settings {
                 "set it to the ClearML API server, e.g. https://api.clear.ml or http://clearml:8008",
             ),
         );
-        let access_key = take(
-            &mut errors,
-            secret_var("CLEARML_API_ACCESS_KEY", raw.clearml_api_access_key),
-        );
-        let secret_key = take(
-            &mut errors,
-            secret_var("CLEARML_API_SECRET_KEY", raw.clearml_api_secret_key),
-        );
-        let auth_enabled = take(
-            &mut errors,
-            bool_var("AUTH_ENABLED", raw.auth_enabled.as_deref(), true),
-        );
-        let secure_cookies = take(
-            &mut errors,
-            bool_var("AUTH_SECURE_ENABLED", raw.auth_secure_enabled.as_deref(), false),
-        );
+        let access_key = take(&mut errors, secret_var("CLEARML_API_ACCESS_KEY", raw.clearml_api_access_key));
+        let secret_key = take(&mut errors, secret_var("CLEARML_API_SECRET_KEY", raw.clearml_api_secret_key));
+        let auth_enabled = take(&mut errors, bool_var("AUTH_ENABLED", raw.auth_enabled.as_deref(), true));
+        let secure_cookies =
+            take(&mut errors, bool_var("AUTH_SECURE_ENABLED", raw.auth_secure_enabled.as_deref(), false));
         let cookie_name = take(&mut errors, cookie_name_var(raw.auth_cookie_name.as_deref()));
-        let token_secret = raw
-            .auth_base64_jwks_key
-            .filter(|s| !s.trim().is_empty())
-            .map(Secret::new);
+        let token_secret = take(&mut errors, token_secret_var(raw.auth_base64_jwks_key));
+        let login_url = take(
+            &mut errors,
+            match present(raw.auth_login_url.as_deref()) {
+                Some(url) => url_var("AUTH_LOGIN_URL", Some(url), "set the ClearML web app's login page URL"),
+                None => Ok(String::new()),
+            },
+        );
+        let cache_ttl = take(
+            &mut errors,
+            seconds_var("AUTH_CACHE_TTL_SECONDS", raw.auth_cache_ttl_seconds.as_deref(), 30.0, (1.0, 3600.0)),
+        );
+        let negative_cache_ttl = take(
+            &mut errors,
+            seconds_var(
+                "AUTH_NEGATIVE_CACHE_TTL_SECONDS",
+                raw.auth_negative_cache_ttl_seconds.as_deref(),
+                5.0,
+                (1.0, 3600.0),
+            ),
+        );
         let tcp_address = take(&mut errors, tcp_address_var(raw.tcp_router_address.as_deref()));
-        let tcp_start = take(
-            &mut errors,
-            port_var("TCP_PORT_START", raw.tcp_port_start.as_deref(), 10000),
-        );
-        let tcp_end = take(
-            &mut errors,
-            port_var("TCP_PORT_END", raw.tcp_port_end.as_deref(), 10100),
-        );
+        let tcp_start = take(&mut errors, port_var("TCP_PORT_START", raw.tcp_port_start.as_deref(), 10000));
+        let tcp_end = take(&mut errors, port_var("TCP_PORT_END", raw.tcp_port_end.as_deref(), 10100));
         let queues = take(&mut errors, queue_filter(raw.listen_queue_name.as_deref()));
-        let ssl_verify = take(
-            &mut errors,
-            bool_var("SSL_VERIFY", raw.ssl_verify.as_deref(), true),
-        );
+        let ssl_verify = take(&mut errors, bool_var("SSL_VERIFY", raw.ssl_verify.as_deref(), true));
         let log_level = take(&mut errors, log_level_var(raw.logger_level.as_deref()));
         let auto_reload = take(
             &mut errors,
@@ -249,19 +246,11 @@ impl Settings {
         );
         let control_port = take(
             &mut errors,
-            port_var(
-                "ROUTER_PROXY_CONTROL_PORT",
-                raw.router_proxy_control_port.as_deref(),
-                18080,
-            ),
+            port_var("ROUTER_PROXY_CONTROL_PORT", raw.router_proxy_control_port.as_deref(), 18080),
         );
         let allow_loopback = take(
             &mut errors,
-            bool_var(
-                "ROUTER_ALLOW_LOOPBACK_TARGETS",
-                raw.router_allow_loopback_targets.as_deref(),
-                false,
-            ),
+            bool_var("ROUTER_ALLOW_LOOPBACK_TARGETS", raw.router_allow_loopback_targets.as_deref(), false),
         );
         let path = |v: Option<String>, default: &str| {
             PathBuf::from(v.filter(|s| !s.is_empty()).unwrap_or(default.into()))
@@ -293,14 +282,19 @@ impl Settings {
             router_name,
             listen_port: listen_port.expect(some),
             router_url: router_url.expect(some),
-            api_host: api_host.expect(some),
+            api_host: api_host.clone().expect(some),
             access_key: access_key.expect(some),
             secret_key: secret_key.expect(some),
             auth: AuthSettings {
                 enabled: auth_enabled.expect(some),
                 cookie_name: cookie_name.expect(some),
                 secure_cookies: secure_cookies.expect(some),
-                token_secret,
+                token_secret: token_secret.expect(some),
+                login_url: Some(login_url.expect(some))
+                    .filter(|url| !url.is_empty())
+                    .unwrap_or_else(|| default_login_url(api_host.as_deref().expect(some))),
+                cache_ttl: cache_ttl.expect(some),
+                negative_cache_ttl: negative_cache_ttl.expect(some),
             },
             tcp: TcpSettings {
                 router_address: tcp_address.expect(some),
@@ -352,6 +346,21 @@ fn take<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Opt
     result.map_err(|e| errors.push(e)).ok()
 }
 
+/// `AUTH_BASE64_JWKS_KEY`: must be base64 (the value itself never appears in a message).
+fn token_secret_var(value: Option<String>) -> Result<Option<Secret>, ConfigError> {
+    use base64::Engine;
+    let Some(v) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let engine = base64::engine::general_purpose::STANDARD;
+    match engine.decode(&v) {
+        Ok(bytes) if !bytes.is_empty() => Ok(Some(Secret::new(v))),
+        _ => Err(bad(
+            "AUTH_BASE64_JWKS_KEY",
+            "is not standard base64 (value not shown)",
+            "set it to base64 of the ClearML server's secure.auth.token_secret, or unset it for remote checks",
+        )),
+    }
+}
+
 fn present(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|v| !v.is_empty())
 }
@@ -376,10 +385,7 @@ fn bool_var(var: &str, value: Option<&str>, default: bool) -> Result<bool, Confi
         Some("0" | "false" | "no" | "off") => Ok(false),
         Some(_) => Err(bad(
             var,
-            format!(
-                "{:?} is not a boolean",
-                display_untrusted(value.unwrap_or_default())
-            ),
+            format!("{:?} is not a boolean", display_untrusted(value.unwrap_or_default())),
             "use true or false",
         )),
     }
@@ -398,10 +404,7 @@ fn seconds_var(
         Ok(s) if s.is_finite() && (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
         _ => Err(bad(
             var,
-            format!(
-                "{:?} is not a number of seconds in {min}..{max}",
-                display_untrusted(v)
-            ),
+            format!("{:?} is not a number of seconds in {min}..{max}", display_untrusted(v)),
             format!("set a number of seconds such as {default}"),
         )),
     }
@@ -409,11 +412,9 @@ fn seconds_var(
 
 fn secret_var(var: &str, value: Option<String>) -> Result<Secret, ConfigError> {
     match value.filter(|v| !v.trim().is_empty()) {
-        Some(v) if v.trim() != v => Err(bad(
-            var,
-            "has leading or trailing whitespace",
-            "remove the spaces around the key",
-        )),
+        Some(v) if v.trim() != v => {
+            Err(bad(var, "has leading or trailing whitespace", "remove the spaces around the key"))
+        }
         Some(v) => Ok(Secret::new(v)),
         None => Err(bad(
             var,
@@ -432,22 +433,25 @@ fn url_var(var: &str, value: Option<&str>, fix: &str) -> Result<String, ConfigEr
     let rest = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://"));
     let host_ok = rest
         .and_then(|r| r.split('/').next())
-        .map(|h| {
-            !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c))
-        })
+        .map(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c)))
         .unwrap_or(false);
     let rest_ok = v.chars().all(|c| c.is_ascii_graphic())
         && !v.contains(['"', '\'', '\\', '{', '}', ';', '$', '#', '?']);
     if !host_ok || !rest_ok {
-        return Err(bad(
-            var,
-            format!("{:?} is not an http(s) URL", display_untrusted(v)),
-            fix,
-        ));
+        return Err(bad(var, format!("{:?} is not an http(s) URL", display_untrusted(v)), fix));
     }
     Ok(v.to_owned())
+}
+
+/// The ClearML web app's login page, guessed from the API URL the way ClearML lays out its
+/// hosts (`api.` -> `app.`, port 8008 -> 8080); `AUTH_LOGIN_URL` overrides it.
+pub fn default_login_url(api_host: &str) -> String {
+    let web = api_host.replacen("://api.", "://app.", 1);
+    let web = match web.strip_suffix(":8008") {
+        Some(base) => format!("{base}:8080"),
+        None => web.replacen(":8008/", ":8080/", 1),
+    };
+    format!("{web}/login")
 }
 
 fn url_host(url: &str) -> Option<&str> {
@@ -461,11 +465,7 @@ fn url_host(url: &str) -> Option<&str> {
 
 fn cookie_name_var(value: Option<&str>) -> Result<String, ConfigError> {
     let name = present(value).unwrap_or("clearml_token_basic");
-    if name.len() > 128
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(bad(
             "AUTH_COOKIE_NAME",
             format!("{:?} is not a valid cookie name", display_untrusted(name)),
@@ -491,9 +491,7 @@ fn tcp_address_var(value: Option<&str>) -> Result<Option<String>, ConfigError> {
 fn check_router_name(name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
@@ -518,10 +516,7 @@ fn check_tcp_range(
             "set TCP_PORT_START <= TCP_PORT_END",
         ));
     }
-    for (var, port) in [
-        ("ROUTER__WEBSERVER__SERVER_PORT", listen),
-        ("ROUTER_PROXY_CONTROL_PORT", control),
-    ] {
+    for (var, port) in [("ROUTER__WEBSERVER__SERVER_PORT", listen), ("ROUTER_PROXY_CONTROL_PORT", control)] {
         if let Some(p) = port.filter(|p| (start..=end).contains(p)) {
             return Err(bad(
                 "TCP_PORT_START",
@@ -544,10 +539,7 @@ fn log_level_var(value: Option<&str>) -> Result<String, ConfigError> {
         "trace" | "debug" | "info" | "warn" | "error" => Ok(level),
         _ => Err(bad(
             "LOGGER_LEVEL",
-            format!(
-                "{:?} is not a log level",
-                display_untrusted(value.unwrap_or_default())
-            ),
+            format!("{:?} is not a log level", display_untrusted(value.unwrap_or_default())),
             "use one of debug, info, warning, error",
         )),
     }
@@ -571,12 +563,10 @@ fn queue_filter(value: Option<&str>) -> Result<QueueFilter, ConfigError> {
         }
         return Ok(QueueFilter::All);
     }
-    if let Some(badname) = names.iter().find(|n| {
-        n.len() > 200
-            || !n
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.*?@:/".contains(c))
-    }) {
+    if let Some(badname) = names
+        .iter()
+        .find(|n| n.len() > 200 || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.*?@:/".contains(c)))
+    {
         return Err(bad(
             "LISTEN_QUEUE_NAME",
             format!("{:?} is not a queue name", display_untrusted(badname)),
@@ -611,10 +601,7 @@ mod tests {
             ("CLEARML_API_ACCESS_KEY", "AK"),
             ("CLEARML_API_SECRET_KEY", "super-secret-value"),
         ];
-        let vars = base
-            .iter()
-            .chain(pairs.iter())
-            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let vars = base.iter().chain(pairs.iter()).map(|(k, v)| (k.to_string(), v.to_string()));
         Settings::from_raw(RawEnv::from_vars(vars).unwrap())
     }
 
@@ -633,17 +620,12 @@ mod tests {
         let errs = env(&[("ROUTER__WEBSERVER__SERVER_PORT", "eighty")]).unwrap_err();
         assert_eq!(errs.len(), 1);
         let line = errs[0].to_string();
-        assert!(
-            line.starts_with("ROUTER__WEBSERVER__SERVER_PORT: \"eighty\" is not a port"),
-            "{line}"
-        );
+        assert!(line.starts_with("ROUTER__WEBSERVER__SERVER_PORT: \"eighty\" is not a port"), "{line}");
         assert!(line.contains("fix:"), "{line}");
         let errs = env(&[("TCP_PORT_START", "9000"), ("TCP_PORT_END", "8000")]).unwrap_err();
         assert!(errs[0].to_string().contains("inverted"));
         let errs = env(&[("TCP_PORT_START", "8000"), ("TCP_PORT_END", "8100")]).unwrap_err();
-        assert!(errs[0]
-            .to_string()
-            .contains("ROUTER__WEBSERVER__SERVER_PORT=8080"));
+        assert!(errs[0].to_string().contains("ROUTER__WEBSERVER__SERVER_PORT=8080"));
         assert!(env(&[("ROUTER_URL", "gw.example.com")]).is_err());
         assert!(env(&[("ROUTER_URL", "http://gw\"; evil")]).is_err());
         assert!(env(&[("LOGGER_LEVEL", "loud")]).is_err());
@@ -658,12 +640,21 @@ mod tests {
     }
 
     #[test]
+    fn login_url_follows_clearml_host_layout() {
+        assert_eq!(default_login_url("https://api.clear.ml"), "https://app.clear.ml/login");
+        assert_eq!(default_login_url("http://clearml:8008"), "http://clearml:8080/login");
+        let s = env(&[("AUTH_LOGIN_URL", "https://web.example.com/login")]).unwrap();
+        assert_eq!(s.auth.login_url, "https://web.example.com/login");
+        assert!(env(&[("AUTH_BASE64_JWKS_KEY", "not base64!")]).unwrap_err()[0]
+            .to_string()
+            .contains("value not shown"));
+        assert!(env(&[("AUTH_BASE64_JWKS_KEY", "c2VjcmV0")]).unwrap().auth.token_secret.is_some());
+    }
+
+    #[test]
     fn queue_names_split_on_commas_and_spaces() {
         let s = env(&[("LISTEN_QUEUE_NAME", "gpu-*, services  default")]).unwrap();
-        assert_eq!(
-            s.queues,
-            QueueFilter::Names(vec!["gpu-*".into(), "services".into(), "default".into()])
-        );
+        assert_eq!(s.queues, QueueFilter::Names(vec!["gpu-*".into(), "services".into(), "default".into()]));
         assert_eq!(queue_pattern_regex("gpu-*.a"), "^gpu\\-.*\\.a$");
         assert!(env(&[("LISTEN_QUEUE_NAME", "none, gpu")]).is_err());
         assert!(env(&[("LISTEN_QUEUE_NAME", "a;b")]).is_err());

@@ -38,26 +38,20 @@ struct ExampleTask {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let emulator = emulator::start(
-        EmulatorConfig::default(),
-        SocketAddr::from(([127, 0, 0, 1], args.clearml_port)),
-    )
-    .await
-    .context("starting the ClearML emulator (is the port free? try --clearml-port)")?;
+    let emulator =
+        emulator::start(EmulatorConfig::default(), SocketAddr::from(([127, 0, 0, 1], args.clearml_port)))
+            .await
+            .context("starting the ClearML emulator (is the port free? try --clearml-port)")?;
     let notebook_app = crate::sample_apps::start(SocketAddr::from(([127, 0, 0, 1], 0)), "notebook").await?;
     let model_app = crate::sample_apps::start(SocketAddr::from(([127, 0, 0, 1], 0)), "model-server").await?;
     let tasks = create_example_tasks(&emulator, notebook_app, model_app);
 
     let settings = demo_settings(&args, &emulator)?;
     let _ = std::fs::remove_dir_all(&args.dir);
-    let proxy = LocalProxy::start(
-        &settings.proxy.nginx_bin,
-        &args.dir,
-        &crate::app::layout(&settings),
-        2,
-    )
-    .await
-    .context("starting nginx for the demo")?;
+    let proxy =
+        LocalProxy::start(&settings.proxy.nginx_bin, &args.dir, &crate::app::layout(&settings, None), 2)
+            .await
+            .context("starting nginx for the demo")?;
     let mut settings = settings;
     settings.proxy.pid_file = proxy.pid_file();
     let router = crate::app::process_router(settings.clone())?;
@@ -95,10 +89,7 @@ fn demo_settings(args: &DemoArgs, emulator: &EmulatorHandle) -> anyhow::Result<S
         ("CLEARML_API_SECRET_KEY", config.secret_key),
         ("ROUTER_CONF_DIR", args.dir.join("conf.d").display().to_string()),
         ("ROUTER_LUA_DIR", args.dir.join("lua").display().to_string()),
-        (
-            "ROUTER_NGINX_PID_FILE",
-            args.dir.join("nginx.pid").display().to_string(),
-        ),
+        ("ROUTER_NGINX_PID_FILE", args.dir.join("nginx.pid").display().to_string()),
         ("ROUTER_NGINX_BIN", nginx_bin),
         ("ROUTER_ALLOW_LOOPBACK_TARGETS", "true".into()),
         ("ROUTER_POLL_INTERVAL_SECONDS", "0.5".into()),
@@ -107,11 +98,7 @@ fn demo_settings(args: &DemoArgs, emulator: &EmulatorHandle) -> anyhow::Result<S
     ];
     let raw = RawEnv::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))?;
     Settings::from_raw(raw).map_err(|errors| {
-        anyhow::anyhow!(errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n"))
+        anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
     })
 }
 
@@ -141,16 +128,8 @@ fn create_example_tasks(
         json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "169.254.169.254", "_PORT": 80}),
     ));
     vec![
-        ExampleTask {
-            id: notebook_id,
-            title: "notebook",
-            path_hint: "",
-        },
-        ExampleTask {
-            id: model_id,
-            title: "model server",
-            path_hint: "__api",
-        },
+        ExampleTask { id: notebook_id, title: "notebook", path_hint: "" },
+        ExampleTask { id: model_id, title: "model server", path_hint: "__api" },
     ]
 }
 
@@ -170,30 +149,18 @@ async fn wait_for_endpoints(emulator: &EmulatorHandle, tasks: &[ExampleTask]) ->
 
 fn endpoint_of(emulator: &EmulatorHandle, task: &ExampleTask) -> Option<String> {
     let key = format!("endpoint{}", task.path_hint);
-    emulator
-        .task(&task.id)?
-        .get("runtime")?
-        .get(&key)?
-        .as_str()
-        .map(str::to_owned)
+    emulator.task(&task.id)?.get("runtime")?.get(&key)?.as_str().map(str::to_owned)
 }
 
 fn print_guide(router_url: &str, emulator: &EmulatorHandle, tasks: &[ExampleTask], args: &DemoArgs) {
     println!("\nClearML gateway demo is running.\n");
     println!("  ClearML emulator: {}", emulator.url());
-    println!(
-        "  Proxy:            {router_url}  (nginx, config in {})",
-        args.dir.display()
-    );
+    println!("  Proxy:            {router_url}  (nginx, config in {})", args.dir.display());
     println!("\nEndpoints the router published on the tasks:");
     for task in tasks {
         if let Some(url) = endpoint_of(emulator, task) {
             println!("  {:<14} {url}", task.title);
-            println!(
-                "  {:<14} curl {url}echo/hello   |  websocket: {}ws",
-                "",
-                url.replacen("http", "ws", 1)
-            );
+            println!("  {:<14} curl {url}echo/hello   |  websocket: {}ws", "", url.replacen("http", "ws", 1));
         }
     }
     println!("\nA task that stopped or never existed: curl -i {router_url}/service/0123456789abcdef/");
@@ -217,19 +184,12 @@ async fn smoke_check(
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         let ok = status == 200 && body["uri"] == "/echo/hello?x=1";
-        println!(
-            "smoke: GET {url}echo/hello?x=1 -> {status} {}",
-            if ok { "ok" } else { "UNEXPECTED" }
-        );
+        println!("smoke: GET {url}echo/hello?x=1 -> {status} {}", if ok { "ok" } else { "UNEXPECTED" });
         if !ok {
             failures.push(url);
         }
     }
-    let missing = http
-        .get(format!("{router_url}/service/0123456789abcdef/"))
-        .send()
-        .await?
-        .status();
+    let missing = http.get(format!("{router_url}/service/0123456789abcdef/")).send().await?.status();
     println!("smoke: GET {router_url}/service/0123456789abcdef/ -> {missing} (expected 404)");
     if missing != 404 {
         failures.push("unknown service".into());

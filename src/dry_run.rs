@@ -35,27 +35,18 @@ impl DryRun {
         for dir in [&conf_dir, &lua_dir] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        crate::apply::validate::write_staged(&rendered, &conf_dir, &lua_dir)?;
+        // The token secret (local auth mode) is never written to dry-run output.
+        crate::apply::validate::write_staged(&rendered, &conf_dir, &lua_dir, false)?;
 
-        let staging = tempfile::Builder::new()
-            .prefix("clearml-router-dry-run")
-            .tempdir()?;
-        let validation = self
-            .validator
-            .validate(&self.layout, table, staging.path())
-            .await?;
+        let staging = tempfile::Builder::new().prefix("clearml-router-dry-run").tempdir()?;
+        let validation = self.validator.validate(&self.layout, table, staging.path()).await?;
         let summary = summarize(table, &rendered, &validation, &self.router_url);
         std::fs::write(self.out_dir.join("summary.txt"), &summary)?;
         let diff = match &self.previous {
             Some(previous) => Some(diff_outputs(previous, &self.out_dir, &rendered)?),
             None => None,
         };
-        Ok(DryRunResult {
-            rendered,
-            validation,
-            summary,
-            diff,
-        })
+        Ok(DryRunResult { rendered, validation, summary, diff })
     }
 }
 
@@ -107,7 +98,7 @@ fn summarize(
 /// Unified diff of each rendered file against the same file in a previous output directory.
 fn diff_outputs(previous: &Path, current: &Path, rendered: &Rendered) -> anyhow::Result<String> {
     let mut out = String::new();
-    for file in rendered.structural.iter().chain([&rendered.routes]) {
+    for file in rendered.structural.iter().chain([&rendered.routes]).filter(|f| !f.secret) {
         let sub = match file.dir {
             Dir::Conf => "conf.d",
             Dir::Lua => "lua",

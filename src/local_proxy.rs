@@ -41,7 +41,7 @@ impl LocalProxy {
         };
         let conf_path = main.write()?;
         let initial = render(layout, &RouteTable::default())?;
-        crate::apply::validate::write_staged(&initial, &conf_dir, &lua_dir)?;
+        crate::apply::validate::write_staged(&initial, &conf_dir, &lua_dir, true)?;
         let child = Command::new(nginx_bin)
             .arg("-p")
             .arg(prefix)
@@ -62,16 +62,9 @@ impl LocalProxy {
                     nginx_bin.display()
                 )
             })?;
-        let mut proxy = Self {
-            main,
-            conf_dir,
-            lua_dir,
-            child,
-        };
+        let mut proxy = Self { main, conf_dir, lua_dir, child };
         let probe = ProxyProbe::new(layout.control_port);
-        let ready = probe
-            .wait_for(Duration::from_secs(10), |s| s.config_hash == initial.config_hash)
-            .await;
+        let ready = probe.wait_for(Duration::from_secs(10), |s| s.config_hash == initial.config_hash).await;
         if let Err(e) = ready {
             let log = std::fs::read_to_string(proxy.main.error_log()).unwrap_or_default();
             let _ = proxy.child.start_kill();

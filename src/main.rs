@@ -67,9 +67,7 @@ enum Command {
 fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -90,14 +88,8 @@ fn settings_or_exit(raw: Result<RawEnv, clearml_gateway::config::ConfigError>) -
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = std::env::var("LOGGER_LEVEL")
-        .unwrap_or_else(|_| "info".into())
-        .to_ascii_lowercase();
-    let level = if level == "warning" {
-        "warn".to_owned()
-    } else {
-        level
-    };
+    let level = std::env::var("LOGGER_LEVEL").unwrap_or_else(|_| "info".into()).to_ascii_lowercase();
+    let level = if level == "warning" { "warn".to_owned() } else { level };
     init_logging(cli.log_json, &level);
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
@@ -107,12 +99,7 @@ async fn main() -> ExitCode {
             };
             run(settings).await
         }
-        Command::ConfigDryRun {
-            snapshot,
-            out,
-            previous,
-            strict,
-        } => {
+        Command::ConfigDryRun { snapshot, out, previous, strict } => {
             return dry_run(snapshot, out, previous, strict).await;
         }
         Command::Demo(args) => demo::run(args).await,
@@ -155,11 +142,7 @@ async fn dry_run(
         ("CLEARML_API_SECRET_KEY", "unused"),
     ];
     let env: Vec<(String, String)> = if snapshot.is_some() {
-        placeholders
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain(std::env::vars())
-            .collect()
+        placeholders.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(std::env::vars()).collect()
     } else {
         std::env::vars().collect()
     };
@@ -174,7 +157,7 @@ async fn dry_run(
         };
         let table = RouteTable::build(&snapshot, &target_policy(&settings));
         let dry = DryRun {
-            layout: app::layout(&settings),
+            layout: app::layout(&settings, snapshot.company.clone()),
             router_url: settings.router_url.clone(),
             validator: app::validator(&settings),
             out_dir: out.clone(),
@@ -203,10 +186,7 @@ async fn dry_run(
                 eprintln!("invalid: {}", result.validation.failure_summary());
                 ExitCode::from(1)
             } else if strict && !table.refusals.is_empty() {
-                eprintln!(
-                    "refused {} task endpoint(s) and --strict is set",
-                    table.refusals.len()
-                );
+                eprintln!("refused {} task endpoint(s) and --strict is set", table.refusals.len());
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
@@ -223,17 +203,13 @@ async fn poll_once(settings: &Settings) -> anyhow::Result<Snapshot> {
         clearml_gateway::config::QueueFilter::Names(patterns) => {
             let mut ids = Vec::new();
             for p in patterns {
-                let found = client
-                    .queues_matching(&clearml_gateway::config::queue_pattern_regex(p))
-                    .await?;
+                let found = client.queues_matching(&clearml_gateway::config::queue_pattern_regex(p)).await?;
                 ids.extend(found.into_iter().map(|(id, _)| id));
             }
             clearml::TaskQuery { queue_ids: Some(ids) }
         }
     };
-    let tasks = client
-        .tasks_requesting_endpoints(&query)
-        .await
-        .context("polling ClearML")?;
-    Ok(Snapshot { tasks })
+    let tasks = client.tasks_requesting_endpoints(&query).await.context("polling ClearML")?;
+    let company = if settings.auth.enabled { Some(client.own_company().await?) } else { None };
+    Ok(Snapshot { tasks, company })
 }

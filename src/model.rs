@@ -40,10 +40,7 @@ fn check_charset(
         return Err(invalid(format!("{what} is empty")));
     }
     if raw.len() > max {
-        return Err(invalid(format!(
-            "{what} is {} bytes long; the limit is {max}",
-            raw.len()
-        )));
+        return Err(invalid(format!("{what} is {} bytes long; the limit is {max}", raw.len())));
     }
     if let Some(bad) = raw.chars().find(|c| !allowed(*c)) {
         return Err(invalid(format!("{what} contains {:?}; allowed: {rule}", bad)));
@@ -129,10 +126,7 @@ impl RouteId {
             Some((task, endpoint)) => (task, Some(endpoint)),
             None => (raw, None),
         };
-        Ok((
-            TaskId::parse(task)?,
-            endpoint.map(EndpointName::parse).transpose()?,
-        ))
+        Ok((TaskId::parse(task)?, endpoint.map(EndpointName::parse).transpose()?))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -160,15 +154,10 @@ impl Port {
     pub fn parse_str(raw: &str) -> Result<Self, Invalid> {
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.len() > 5 || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid(format!(
-                "port {:?} is not a number in 1-65535",
-                display_untrusted(raw)
-            )));
+            return Err(invalid(format!("port {:?} is not a number in 1-65535", display_untrusted(raw))));
         }
         let n: u32 = trimmed.parse().map_err(|_| invalid("port is not a number"))?;
-        u16::try_from(n)
-            .map_err(|_| invalid(format!("port {n} is out of range 1-65535")))
-            .and_then(Self::new)
+        u16::try_from(n).map_err(|_| invalid(format!("port {n} is out of range 1-65535"))).and_then(Self::new)
     }
     pub fn from_json(value: &serde_json::Value) -> Result<Self, Invalid> {
         match value {
@@ -179,10 +168,7 @@ impl Port {
                 None => Err(invalid(format!("port {n} is not a whole number in 1-65535"))),
             },
             serde_json::Value::String(s) => Self::parse_str(s),
-            other => Err(invalid(format!(
-                "port must be a number, got {}",
-                json_kind(other)
-            ))),
+            other => Err(invalid(format!("port must be a number, got {}", json_kind(other)))),
         }
     }
     pub fn get(self) -> u16 {
@@ -245,10 +231,7 @@ impl TargetPolicy {
             )));
         }
         let ip: IpAddr = raw_address.parse().map_err(|_| {
-            invalid(format!(
-                "address {:?} is not an IPv4 or IPv6 address",
-                display_untrusted(raw_address)
-            ))
+            invalid(format!("address {:?} is not an IPv4 or IPv6 address", display_untrusted(raw_address)))
         })?;
         let ip = canonical_ip(ip);
         if let Some(why) = forbidden_range(ip, self.allow_loopback) {
@@ -324,10 +307,7 @@ mod tests {
             let err = TaskId::parse(bad).expect_err(bad);
             assert!(err.0.contains("task id"), "{err}");
         }
-        assert!(TaskId::parse(&"a".repeat(10_000))
-            .unwrap_err()
-            .0
-            .contains("limit is 64"));
+        assert!(TaskId::parse(&"a".repeat(10_000)).unwrap_err().0.contains("limit is 64"));
     }
 
     #[test]
@@ -388,16 +368,9 @@ mod tests {
         ] {
             assert!(policy.check(bad, p).is_err(), "{bad:?}");
         }
-        assert!(policy
-            .check("10.0.0.1", Port::new(8080).unwrap())
-            .unwrap_err()
-            .0
-            .contains("routing loop"));
+        assert!(policy.check("10.0.0.1", Port::new(8080).unwrap()).unwrap_err().0.contains("routing loop"));
         assert!(policy.check("10.0.0.1", p).is_ok());
-        let demo = TargetPolicy {
-            allow_loopback: true,
-            ..policy
-        };
+        let demo = TargetPolicy { allow_loopback: true, ..policy };
         assert!(demo.check("127.0.0.1", p).is_ok());
         assert!(demo.check("127.0.0.1", Port::new(8080).unwrap()).is_err());
         assert!(demo.check("169.254.169.254", p).is_err());

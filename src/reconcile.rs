@@ -32,18 +32,10 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn task(task: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            task: task.into(),
-            endpoint: None,
-            reason: reason.into(),
-        }
+        Self { task: task.into(), endpoint: None, reason: reason.into() }
     }
     pub fn endpoint(task: impl Into<String>, endpoint: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            task: task.into(),
-            endpoint: Some(endpoint.into()),
-            reason: reason.into(),
-        }
+        Self { task: task.into(), endpoint: Some(endpoint.into()), reason: reason.into() }
     }
 }
 
@@ -65,10 +57,9 @@ impl RouteTable {
             table.refusals.extend(read.refusals);
             let Some(id) = read.task else { continue };
             if !seen.insert(id.clone()) {
-                table.refusals.push(Refusal::task(
-                    id.as_str(),
-                    "duplicate task id in the snapshot; kept the first",
-                ));
+                table
+                    .refusals
+                    .push(Refusal::task(id.as_str(), "duplicate task id in the snapshot; kept the first"));
                 continue;
             }
             for route in read.routes {
@@ -100,18 +91,11 @@ mod tests {
         stopped["status"] = json!("stopped");
         let mut untagged = running("c", 3);
         untagged["system_tags"] = json!([]);
-        let snapshot = Snapshot {
-            tasks: vec![running("a", 1), stopped, untagged, running("a", 4)],
-        };
+        let snapshot =
+            Snapshot { tasks: vec![running("a", 1), stopped, untagged, running("a", 4)], company: None };
         let table = RouteTable::build(&snapshot, &TargetPolicy::default());
-        assert_eq!(
-            table.http.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            vec!["a"]
-        );
-        assert_eq!(
-            table.http.values().next().unwrap().target.to_string(),
-            "10.0.0.1:1"
-        );
+        assert_eq!(table.http.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(table.http.values().next().unwrap().target.to_string(), "10.0.0.1:1");
         assert_eq!(table.refusals.len(), 1);
         assert!(table.refusals[0].reason.contains("duplicate"));
     }

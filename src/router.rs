@@ -74,6 +74,11 @@ impl<R: Reloader> RouterLoop<R> {
             reloader = %self.applier.reloader.describe(),
             "router started"
         );
+        if !self.settings.auth.enabled {
+            tracing::warn!("AUTH_ENABLED=false: every endpoint is open to anyone who can reach the gateway");
+        } else if self.settings.auth.token_secret.is_some() {
+            tracing::info!("logins are verified locally with AUTH_BASE64_JWKS_KEY: a ClearML logout is not seen until the token expires");
+        }
         if self.settings.allow_loopback_targets {
             tracing::warn!("ROUTER_ALLOW_LOOPBACK_TARGETS is on: tasks may route to this host's loopback services (demo/test setting)");
         }
@@ -107,6 +112,9 @@ impl<R: Reloader> RouterLoop<R> {
                 return;
             }
         };
+        if !self.learn_company().await {
+            return;
+        }
         let table = RouteTable::build(&snapshot, &self.policy);
         self.log_refusals(&table);
         match self.applier.apply(&table).await {
@@ -131,6 +139,30 @@ impl<R: Reloader> RouterLoop<R> {
         }
     }
 
+    /// With authentication on, the proxy must know the router's company before it serves
+    /// anything (tenant isolation). Until then nothing is applied: the proxy keeps its last config.
+    async fn learn_company(&mut self) -> bool {
+        let auth = &self.applier.layout.auth;
+        if !auth.enabled || auth.company_id.is_some() {
+            return true;
+        }
+        match self.client.own_company().await {
+            Ok(company) if crate::render::auth::valid_company_id(&company) => {
+                tracing::info!(company = %company, "learned the router's ClearML company");
+                self.applier.layout.auth.company_id = Some(company);
+                true
+            }
+            Ok(company) => {
+                tracing::error!(company = %crate::model::display_untrusted(&company), "ClearML returned an unusable company id");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot learn the router's ClearML company yet; nothing applied");
+                false
+            }
+        }
+    }
+
     async fn poll(&mut self) -> Result<Snapshot, ApiError> {
         let query = match &self.settings.queues {
             QueueFilter::All => TaskQuery { queue_ids: None },
@@ -144,7 +176,7 @@ impl<R: Reloader> RouterLoop<R> {
             }
         };
         let tasks = self.client.tasks_requesting_endpoints(&query).await?;
-        Ok(Snapshot { tasks })
+        Ok(Snapshot { tasks, company: None })
     }
 
     async fn queue_ids(&mut self, patterns: &[String]) -> Result<Vec<String>, ApiError> {

@@ -52,12 +52,7 @@ fn echo(name: &str, request: Request) -> Response {
     let headers: serde_json::Map<String, serde_json::Value> = request
         .headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                json!(String::from_utf8_lossy(v.as_bytes())),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_owned(), json!(String::from_utf8_lossy(v.as_bytes()))))
         .collect();
     Json(json!({
         "app": name,
@@ -104,16 +99,10 @@ async fn events(Query(q): Query<EventsQuery>) -> Response {
         if i > 0 {
             tokio::time::sleep(interval).await;
         }
-        Some((
-            Ok::<_, std::convert::Infallible>(format!("id: {i}\ndata: event {i}\n\n")),
-            i + 1,
-        ))
+        Some((Ok::<_, std::convert::Infallible>(format!("id: {i}\ndata: event {i}\n\n")), i + 1))
     });
     (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
+        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
         Body::from_stream(stream),
     )
         .into_response()

@@ -14,24 +14,12 @@ use tokio_tungstenite::tungstenite::Message;
 /// `request_external_endpoint(port, wait=True)` through the real SDK; returns what the SDK reported.
 async fn request_endpoint(gw: &Gateway, task: &str, port: u16, name: Option<&str>) -> Value {
     let port = port.to_string();
-    let mut args = vec![
-        task,
-        "--port",
-        &port,
-        "--wait",
-        "--interval",
-        "0.5",
-        "--timeout",
-        "30",
-    ];
+    let mut args = vec![task, "--port", &port, "--wait", "--interval", "0.5", "--timeout", "30"];
     if let Some(name) = name {
         args.extend(["--name", name]);
     }
     let out = run_sdk_script(&gw.emulator, "request_endpoint.py", &args).await;
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("SDK_RESULT="))
-        .expect("the script reports a result");
+    let line = out.lines().find_map(|l| l.strip_prefix("SDK_RESULT=")).expect("the script reports a result");
     serde_json::from_str(line).unwrap()
 }
 
@@ -48,15 +36,8 @@ async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
 
     let reply = request_endpoint(&gw, &task, app.port(), None).await;
     let expected = format!("{}/service/{task}/", gw.router_url);
-    assert_eq!(
-        reply["result"]["endpoint"],
-        Value::String(expected.clone()),
-        "{reply}"
-    );
-    assert_eq!(
-        reply["result"]["browser_endpoint"],
-        Value::String(expected.clone())
-    );
+    assert_eq!(reply["result"]["endpoint"], Value::String(expected.clone()), "{reply}");
+    assert_eq!(reply["result"]["browser_endpoint"], Value::String(expected.clone()));
 
     let http = http_client();
     // Plain request: the /service/<id> prefix is stripped, the raw path and query reach the app
@@ -74,44 +55,23 @@ async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
     assert_eq!(echo["headers"]["host"], format!("127.0.0.1:{}", gw.http_port));
 
     // Without the trailing slash: redirected to the canonical URL.
-    let no_slash = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = no_slash
-        .get(format!("{}/service/{task}?q=1", gw.router_url))
-        .send()
-        .await
-        .unwrap();
+    let no_slash =
+        reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_slash.get(format!("{}/service/{task}?q=1", gw.router_url)).send().await.unwrap();
     assert_eq!(r.status(), 301);
-    assert_eq!(
-        r.headers()["location"].to_str().unwrap(),
-        format!("/service/{task}/?q=1")
-    );
+    assert_eq!(r.headers()["location"].to_str().unwrap(), format!("/service/{task}/?q=1"));
 
     // Websocket echo round-trip through the proxy.
     let ws_url = format!("{}ws", expected.replacen("http", "ws", 1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
-        .await
-        .expect("websocket upgrade through the proxy");
-    ws.send(Message::Text("hello through the gateway".into()))
-        .await
-        .unwrap();
-    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(&ws_url).await.expect("websocket upgrade through the proxy");
+    ws.send(Message::Text("hello through the gateway".into())).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(echoed, Message::Text("hello through the gateway".into()));
 
     // Server-sent events arrive as they are produced, not buffered until the end.
     let started = Instant::now();
-    let mut response = http
-        .get(format!("{expected}sse?n=5&interval_ms=300"))
-        .send()
-        .await
-        .unwrap();
+    let mut response = http.get(format!("{expected}sse?n=5&interval_ms=300")).send().await.unwrap();
     let first = response.chunk().await.unwrap().unwrap();
     let first_after = started.elapsed();
     assert!(String::from_utf8_lossy(&first).contains("event 0"));
@@ -133,37 +93,20 @@ async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&body))
     };
-    let upload: Value = http
-        .post(format!("{expected}upload"))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upload: Value =
+        http.post(format!("{expected}upload")).body(body).send().await.unwrap().json().await.unwrap();
     assert_eq!(upload["bytes"], 40 * 1024 * 1024);
     assert_eq!(upload["sha256"], sha);
 
     // The task stops: its URL answers a clear 404 and the endpoint keys are retracted.
     gw.emulator.set_status(&task, "stopped");
     gw.wait_for_status(&expected, 404, Duration::from_secs(10)).await;
-    let page = http
-        .get(&expected)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let page = http.get(&expected).header("accept", "text/html").send().await.unwrap();
     assert_eq!(page.status(), 404);
     assert!(page.text().await.unwrap().contains("No such endpoint"));
-    gw.wait_for_key_gone(&task, "endpoint", Duration::from_secs(10))
-        .await;
+    gw.wait_for_key_gone(&task, "endpoint", Duration::from_secs(10)).await;
     assert!(gw.runtime(&task).get("browser_endpoint").is_none());
-    assert_eq!(
-        gw.runtime(&task)["_PORT"],
-        app.port(),
-        "the SDK's own keys are kept"
-    );
+    assert_eq!(gw.runtime(&task)["_PORT"], app.port(), "the SDK's own keys are kept");
     assert_eq!(gw.nginx_reloads(), 0, "task start and stop must not reload nginx");
 }
 
@@ -178,27 +121,13 @@ async fn named_endpoints_get_their_own_url() {
     });
     let reply = request_endpoint(&gw, &task, app.port(), Some("api")).await;
     let expected = format!("{}/service/{task}__api/", gw.router_url);
-    assert_eq!(
-        reply["result"]["endpoint"],
-        Value::String(expected.clone()),
-        "{reply}"
-    );
+    assert_eq!(reply["result"]["endpoint"], Value::String(expected.clone()), "{reply}");
     assert_eq!(reply["result"]["name"], "api");
-    let echo: Value = http_client()
-        .get(format!("{expected}v1/predict"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: Value =
+        http_client().get(format!("{expected}v1/predict")).send().await.unwrap().json().await.unwrap();
     assert_eq!(echo["uri"], "/v1/predict");
     assert_eq!(echo["app"], "model");
     // The unnamed URL of the same task is not routed.
-    let r = http_client()
-        .get(format!("{}/service/{task}/", gw.router_url))
-        .send()
-        .await
-        .unwrap();
+    let r = http_client().get(format!("{}/service/{task}/", gw.router_url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }

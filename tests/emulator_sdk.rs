@@ -28,18 +28,12 @@ fn script() -> PathBuf {
 }
 
 async fn start() -> EmulatorHandle {
-    emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("emulator starts")
+    emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap()).await.expect("emulator starts")
 }
 
 fn new_task(emu: &EmulatorHandle) -> String {
     let queue = emu.create_queue("services");
-    emu.create_task(NewTask {
-        name: "sdk-test".into(),
-        queue: Some(queue),
-        ..NewTask::default()
-    })
+    emu.create_task(NewTask { name: "sdk-test".into(), queue: Some(queue), ..NewTask::default() })
 }
 
 /// Runs `tests/sdk/request_endpoint.py` with a clean environment pointing at the emulator and
@@ -111,21 +105,15 @@ async fn sdk_requests_http_endpoint() {
     let report = run_sdk(&emu, &[&id, "--port", "8000"]).await;
 
     let runtime = &emu.task(&id).unwrap()["runtime"];
-    assert_eq!(
-        *runtime,
-        json!({"_SERVICE": "EXTERNAL", "_ADDRESS": AGENT_IP, "_PORT": 8000})
-    );
+    assert_eq!(*runtime, json!({"_SERVICE": "EXTERNAL", "_ADDRESS": AGENT_IP, "_PORT": 8000}));
     assert_eq!(system_tags(&emu, &id), ["external_service"]);
     assert_eq!(report["result"], Value::Null);
     assert_eq!(report["runtime"], *runtime);
     assert_eq!(report["session"]["feature_set"], "advanced");
 
     // The exact conversation, which the router's view of the protocol relies on.
-    let calls: Vec<(String, Option<String>, String)> = emu
-        .calls()
-        .into_iter()
-        .map(|c| (c.method, c.version, c.endpoint))
-        .collect();
+    let calls: Vec<(String, Option<String>, String)> =
+        emu.calls().into_iter().map(|c| (c.method, c.version, c.endpoint)).collect();
     let v = Some("2.23".to_string());
     let expected = [
         ("GET", None, "auth.login"),
@@ -136,18 +124,12 @@ async fn sdk_requests_http_endpoint() {
         ("GET", v.clone(), "tasks.edit"),      // {task, force, runtime}
         ("GET", v.clone(), "tasks.edit"),      // {task, force, system_tags}
     ];
-    let expected: Vec<_> = expected
-        .iter()
-        .map(|(m, v, e)| (m.to_string(), v.clone(), e.to_string()))
-        .collect();
+    let expected: Vec<_> =
+        expected.iter().map(|(m, v, e)| (m.to_string(), v.clone(), e.to_string())).collect();
     assert_eq!(calls[..expected.len()], expected[..], "calls: {calls:#?}");
     assert!(emu.calls().iter().all(|c| c.result_code == 200));
-    let edits: Vec<Value> = emu
-        .calls()
-        .into_iter()
-        .filter(|c| c.endpoint == "tasks.edit")
-        .map(|c| c.body)
-        .collect();
+    let edits: Vec<Value> =
+        emu.calls().into_iter().filter(|c| c.endpoint == "tasks.edit").map(|c| c.body).collect();
     assert_eq!(edits[0]["force"], true);
     assert!(edits[0].get("runtime").is_some() && edits[0].get("system_tags").is_none());
     assert!(edits[1].get("system_tags").is_some() && edits[1].get("runtime").is_none());
@@ -226,20 +208,8 @@ async fn sdk_requests_named_tcp_endpoint() {
         &id,
         json!({"external_address__ssh": "gateway.example", "external_tcp_port__ssh": 10022}),
     );
-    let report = run_sdk(
-        &emu,
-        &[
-            &id,
-            "--protocol",
-            "tcp",
-            "--name",
-            "ssh",
-            "--wait-only",
-            "--timeout",
-            "5",
-        ],
-    )
-    .await;
+    let report =
+        run_sdk(&emu, &[&id, "--protocol", "tcp", "--name", "ssh", "--wait-only", "--timeout", "5"]).await;
     assert_eq!(report["result"]["endpoint"], "gateway.example:10022");
     assert_eq!(report["result"]["port"], 10022);
     emu.shutdown().await;
@@ -249,22 +219,14 @@ async fn sdk_requests_named_tcp_endpoint() {
 async fn sdk_relogs_in_after_an_injected_401() {
     let emu = start().await;
     let id = new_task(&emu);
-    emu.inject_faults(vec![Fault::Status {
-        code: 401,
-        subcode: 30,
-        endpoint: Some("tasks.edit".into()),
-    }]);
+    emu.inject_faults(vec![Fault::Status { code: 401, subcode: 30, endpoint: Some("tasks.edit".into()) }]);
 
     run_sdk(&emu, &[&id, "--port", "8080"]).await;
 
     assert_eq!(emu.task(&id).unwrap()["runtime"]["_PORT"], 8080);
     assert_eq!(emu.stats().calls("auth.login"), 2);
-    let codes: Vec<u16> = emu
-        .calls()
-        .iter()
-        .filter(|c| c.endpoint == "tasks.edit")
-        .map(|c| c.result_code)
-        .collect();
+    let codes: Vec<u16> =
+        emu.calls().iter().filter(|c| c.endpoint == "tasks.edit").map(|c| c.result_code).collect();
     assert_eq!(codes, [401, 200, 200]);
     emu.shutdown().await;
 }
@@ -291,8 +253,6 @@ async fn sdk_requests_static_route() {
         .map(|c| (c.version, c.body))
         .collect();
     assert_eq!(route_calls.len(), 2, "{route_calls:?}");
-    assert!(route_calls
-        .iter()
-        .all(|(v, body)| v.is_none() && body["name"] == "^demo$"));
+    assert!(route_calls.iter().all(|(v, body)| v.is_none() && body["name"] == "^demo$"));
     emu.shutdown().await;
 }

@@ -35,15 +35,10 @@ async fn only_tasks_on_listened_queues_are_routed() {
     let t = Duration::from_secs(15);
     gw.wait_for_key(&on_gpu, "endpoint", t).await;
     gw.wait_for_key(&on_services, "endpoint", t).await;
-    gw.wait_for_status(&format!("{}/service/{on_gpu}/", gw.router_url), 200, t)
-        .await;
+    gw.wait_for_status(&format!("{}/service/{on_gpu}/", gw.router_url), 200, t).await;
     // Give the router a few more polls to (wrongly) pick up the cpu task.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(gw.runtime(&on_cpu).get("endpoint").is_none());
-    let r = http_client()
-        .get(format!("{}/service/{on_cpu}/", gw.router_url))
-        .send()
-        .await
-        .unwrap();
+    let r = http_client().get(format!("{}/service/{on_cpu}/", gw.router_url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }

@@ -30,9 +30,8 @@ async fn structural_change_reloads_once_and_keeps_open_websockets() {
     let task = gw.http_task("a", app);
     let url = gw.wait_for_key(&task, "endpoint", T).await;
     gw.wait_for_status(&url, 200, T).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}ws", url.replacen("http", "ws", 1)))
-        .await
-        .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}ws", url.replacen("http", "ws", 1))).await.unwrap();
     assert_eq!(gw.nginx_reloads(), 0);
 
     // A new router name changes the rendered config: one validated reload, confirmed by hash.
@@ -40,21 +39,13 @@ async fn structural_change_reloads_once_and_keeps_open_websockets() {
     gw.extra_env.push(("ROUTER_NAME".into(), "renamed".into()));
     gw.start_router();
     wait_for_log(&gw, "reloaded: true").await;
-    assert_eq!(
-        gw.nginx_reloads(),
-        1,
-        "exactly one reload for one structural change"
-    );
+    assert_eq!(gw.nginx_reloads(), 1, "exactly one reload for one structural change");
     let conf = std::fs::read_to_string(gw.dir.path().join("conf.d/clearml-router.conf")).unwrap();
     assert!(conf.contains("router \"renamed\""));
 
     // The websocket opened before the reload still works (graceful reload), and so does routing.
     ws.send(Message::Text("still there".into())).await.unwrap();
-    let reply = tokio::time::timeout(T, ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let reply = tokio::time::timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(reply, Message::Text("still there".into()));
     gw.wait_for_status(&url, 200, T).await;
 }
@@ -72,18 +63,11 @@ async fn invalid_config_is_refused_and_the_old_one_keeps_serving() {
     gw.stop_router().await;
     let empty = tempfile::tempdir().unwrap();
     gw.extra_env.push(("ROUTER_NAME".into(), "renamed".into()));
-    gw.extra_env.push((
-        "ROUTER_NGINX_MODULES_INCLUDE".into(),
-        format!("{}/*.conf", empty.path().display()),
-    ));
+    gw.extra_env.push(("ROUTER_NGINX_MODULES_INCLUDE".into(), format!("{}/*.conf", empty.path().display())));
     gw.start_router();
     wait_for_log(&gw, "new config is invalid").await;
     assert!(gw.router_log().contains("nginx -t failed"), "{}", gw.router_log());
-    assert_eq!(
-        std::fs::read(&conf_path).unwrap(),
-        before,
-        "live config untouched"
-    );
+    assert_eq!(std::fs::read(&conf_path).unwrap(), before, "live config untouched");
     assert_eq!(gw.nginx_reloads(), 0);
     gw.wait_for_status(&url, 200, T).await;
 }
@@ -103,8 +87,7 @@ async fn restarted_router_retracts_endpoints_of_tasks_that_stopped_meanwhile() {
     gw.wait_for_status(&stays_url, 200, T).await;
     gw.start_router();
     gw.wait_for_key_gone(&leaves, "endpoint", T).await;
-    gw.wait_for_status(&format!("{}/service/{leaves}/", gw.router_url), 404, T)
-        .await;
+    gw.wait_for_status(&format!("{}/service/{leaves}/", gw.router_url), 404, T).await;
     assert_eq!(gw.runtime(&stays)["endpoint"], stays_url.as_str());
     assert_eq!(gw.nginx_reloads(), 0);
 }

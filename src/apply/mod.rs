@@ -112,11 +112,7 @@ impl<R: Reloader> Applier<R> {
     ) -> Result<ApplyOutcome, ApplyError> {
         let previous = self.read_live(rendered).map_err(ApplyError::Io)?;
         let differs = |f: &RenderedFile, old: &Option<Vec<u8>>| old.as_deref() != Some(&f.bytes[..]);
-        let conf_changed = rendered
-            .structural
-            .iter()
-            .zip(&previous)
-            .any(|(f, old)| differs(f, old));
+        let conf_changed = rendered.structural.iter().zip(&previous).any(|(f, old)| differs(f, old));
         let files_changed = conf_changed || differs(&rendered.routes, &previous[previous.len() - 1]);
         if conf_changed {
             self.validate(table).await?;
@@ -125,13 +121,8 @@ impl<R: Reloader> Applier<R> {
         if files_changed {
             self.write_all(rendered).map_err(ApplyError::Io)?;
         }
-        if before
-            .as_ref()
-            .is_some_and(|s| s.config_hash == rendered.config_hash)
-        {
-            self.confirm_routes(rendered)
-                .await
-                .map_err(ApplyError::NotConfirmed)?;
+        if before.as_ref().is_some_and(|s| s.config_hash == rendered.config_hash) {
+            self.confirm_routes(rendered).await.map_err(ApplyError::NotConfirmed)?;
             return Ok(ApplyOutcome::ConfigApplied { reloaded: false });
         }
         self.reloads += 1;
@@ -140,10 +131,7 @@ impl<R: Reloader> Applier<R> {
             return Err(ApplyError::ProxyDown(e));
         }
         let want_hash = rendered.config_hash.clone();
-        let confirmed = match self
-            .probe
-            .wait_for(self.confirm_timeout, |s| s.config_hash == want_hash)
-            .await
+        let confirmed = match self.probe.wait_for(self.confirm_timeout, |s| s.config_hash == want_hash).await
         {
             Ok(_) => self.confirm_routes(rendered).await,
             Err(e) => Err(e),
@@ -182,10 +170,7 @@ impl<R: Reloader> Applier<R> {
                 return Ok(());
             }
         }
-        self.probe
-            .wait_for(self.confirm_timeout, |s| s.routes_version == want)
-            .await
-            .map(|_| ())
+        self.probe.wait_for(self.confirm_timeout, |s| s.routes_version == want).await.map(|_| ())
     }
 
     async fn validate(&self, table: &RouteTable) -> Result<(), ApplyError> {
@@ -224,7 +209,8 @@ impl<R: Reloader> Applier<R> {
         let mut ordered: Vec<&RenderedFile> = rendered.structural.iter().chain([&rendered.routes]).collect();
         ordered.sort_by_key(|f| f.dir == Dir::Conf);
         for file in ordered {
-            files::write_atomic(&self.path_of(file), &file.bytes)?;
+            let mode = if file.secret { 0o600 } else { 0o644 };
+            files::write_atomic_mode(&self.path_of(file), &file.bytes, mode)?;
         }
         Ok(())
     }

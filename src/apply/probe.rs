@@ -28,10 +28,7 @@ impl ProxyProbe {
             .no_proxy()
             .build()
             .expect("static client settings are valid");
-        Self {
-            http,
-            url: format!("http://127.0.0.1:{control_port}/__clearml_router/status"),
-        }
+        Self { http, url: format!("http://127.0.0.1:{control_port}/__clearml_router/status") }
     }
 
     /// What the proxy serves now.
@@ -46,15 +43,9 @@ impl ProxyProbe {
     }
 
     async fn ask(&self, request: reqwest::RequestBuilder) -> anyhow::Result<ProxyStatus> {
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("proxy control {} unreachable", self.url))?;
-        response
-            .error_for_status()?
-            .json()
-            .await
-            .context("proxy status is not the expected JSON")
+        let response =
+            request.send().await.with_context(|| format!("proxy control {} unreachable", self.url))?;
+        response.error_for_status()?.json().await.context("proxy status is not the expected JSON")
     }
 
     /// Polls until `done(status)` or the deadline; returns the last status seen.
@@ -71,10 +62,9 @@ impl ProxyProbe {
                 Err(e) => e,
             };
             if tokio::time::Instant::now() >= deadline {
-                return Err(last_error.context(format!(
-                    "proxy did not confirm within {:.1}s",
-                    timeout.as_secs_f64()
-                )));
+                return Err(
+                    last_error.context(format!("proxy did not confirm within {:.1}s", timeout.as_secs_f64()))
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -32,10 +32,7 @@ impl Reloader for ProcessReloader {
             .parse()
             .with_context(|| format!("pid file {} does not hold a process id", self.pid_file.display()))?;
         if pid <= 1 {
-            bail!(
-                "pid file {} holds pid {pid}, refusing to signal it",
-                self.pid_file.display()
-            );
+            bail!("pid file {} holds pid {pid}, refusing to signal it", self.pid_file.display());
         }
         // SAFETY: kill has no memory-safety preconditions; errors are reported through errno.
         let rc = unsafe { libc::kill(pid, libc::SIGHUP) };

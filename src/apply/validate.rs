@@ -60,12 +60,9 @@ impl Validator {
         for dir in [&conf_dir, &lua_dir] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let staged_layout = Layout {
-            lua_dir: lua_dir.clone(),
-            ..layout.clone()
-        };
+        let staged_layout = Layout { lua_dir: lua_dir.clone(), ..layout.clone() };
         let staged = render(&staged_layout, table)?;
-        write_staged(&staged, &conf_dir, &lua_dir)?;
+        write_staged(&staged, &conf_dir, &lua_dir, true)?;
         let main = MainConf {
             prefix: staging.to_owned(),
             conf_dir: conf_dir.clone(),
@@ -87,32 +84,32 @@ impl Validator {
             .arg(&main_path))
         .await;
         report.checks.push(Check::from_run("nginx -t", nginx));
-        for file in staged
-            .structural
-            .iter()
-            .filter(|f| f.dir == Dir::Lua && f.name.ends_with(".lua"))
-        {
+        for file in staged.structural.iter().filter(|f| f.dir == Dir::Lua && f.name.ends_with(".lua")) {
             let path = lua_dir.join(file.name);
             let out = run(Command::new(&self.luajit_bin).arg("-bl").arg(&path)).await;
-            report
-                .checks
-                .push(Check::from_run(&format!("luajit -bl {}", file.name), out));
+            report.checks.push(Check::from_run(&format!("luajit -bl {}", file.name), out));
         }
         Ok(report)
     }
 }
 
-pub(crate) fn write_staged(rendered: &Rendered, conf_dir: &Path, lua_dir: &Path) -> anyhow::Result<()> {
-    for file in rendered
-        .structural
-        .iter()
-        .chain(std::iter::once(&rendered.routes))
-    {
+/// Writes every file of a render into `conf_dir`/`lua_dir`; secret files only if `with_secrets`.
+pub(crate) fn write_staged(
+    rendered: &Rendered,
+    conf_dir: &Path,
+    lua_dir: &Path,
+    with_secrets: bool,
+) -> anyhow::Result<()> {
+    for file in rendered.structural.iter().chain(std::iter::once(&rendered.routes)) {
+        if file.secret && !with_secrets {
+            continue;
+        }
         let dir = match file.dir {
             Dir::Conf => conf_dir,
             Dir::Lua => lua_dir,
         };
-        std::fs::write(dir.join(file.name), &file.bytes).with_context(|| format!("staging {}", file.name))?;
+        let mode = if file.secret { 0o600 } else { 0o644 };
+        crate::apply::files::write_atomic_mode(&dir.join(file.name), &file.bytes, mode)?;
     }
     Ok(())
 }
@@ -120,16 +117,8 @@ pub(crate) fn write_staged(rendered: &Rendered, conf_dir: &Path, lua_dir: &Path)
 impl Check {
     fn from_run(name: &str, result: anyhow::Result<(bool, String)>) -> Self {
         match result {
-            Ok((passed, output)) => Check {
-                name: name.into(),
-                passed,
-                output,
-            },
-            Err(e) => Check {
-                name: name.into(),
-                passed: false,
-                output: format!("{e:#}"),
-            },
+            Ok((passed, output)) => Check { name: name.into(), passed, output },
+            Err(e) => Check { name: name.into(), passed: false, output: format!("{e:#}") },
         }
     }
 }
@@ -137,14 +126,9 @@ impl Check {
 /// Runs a command; success flag and its combined output (luajit -bl listings are dropped).
 async fn run(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-    let out = cmd
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| {
-            format!("cannot run {program}: is it installed? (set ROUTER_NGINX_BIN / ROUTER_LUAJIT_BIN)")
-        })?;
+    let out = cmd.stdin(Stdio::null()).kill_on_drop(true).output().await.with_context(|| {
+        format!("cannot run {program}: is it installed? (set ROUTER_NGINX_BIN / ROUTER_LUAJIT_BIN)")
+    })?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     Ok((out.status.success(), stderr))
 }

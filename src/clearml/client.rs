@@ -80,31 +80,30 @@ impl ClearmlClient {
 
     /// Replaces the task's whole runtime dict (the caller merged it right before).
     pub async fn set_runtime(&self, id: &str, runtime: &Map<String, Value>) -> Result<(), ApiError> {
-        self.call(
-            "tasks.edit",
-            json!({ "task": id, "force": true, "runtime": runtime }),
-        )
-        .await?;
+        self.call("tasks.edit", json!({ "task": id, "force": true, "runtime": runtime })).await?;
         Ok(())
+    }
+
+    /// The company (workspace) id of the router's own credentials.
+    pub async fn own_company(&self) -> Result<String, ApiError> {
+        let data = self.call("users.get_current_user", json!({})).await?;
+        let company = &data["user"]["company"];
+        company
+            .get("id")
+            .unwrap_or(company)
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| decode_error("users.get_current_user", "data.user.company has no id"))
     }
 
     /// Queue ids whose names match an anchored regex.
     pub async fn queues_matching(&self, name_regex: &str) -> Result<Vec<(String, String)>, ApiError> {
-        let data = self
-            .call(
-                "queues.get_all",
-                json!({ "name": name_regex, "only_fields": ["id", "name"] }),
-            )
-            .await?;
+        let data =
+            self.call("queues.get_all", json!({ "name": name_regex, "only_fields": ["id", "name"] })).await?;
         let queues = list_field(data, "queues", "queues.get_all")?;
         Ok(queues
             .into_iter()
-            .filter_map(|q| {
-                Some((
-                    q.get("id")?.as_str()?.to_owned(),
-                    q.get("name")?.as_str()?.to_owned(),
-                ))
-            })
+            .filter_map(|q| Some((q.get("id")?.as_str()?.to_owned(), q.get("name")?.as_str()?.to_owned())))
             .collect())
     }
 
@@ -144,22 +143,11 @@ impl ClearmlClient {
         let request = self
             .http
             .post(format!("{}/{endpoint}", self.base))
-            .basic_auth(
-                self.credentials.access_key.expose(),
-                Some(self.credentials.secret_key.expose()),
-            )
+            .basic_auth(self.credentials.access_key.expose(), Some(self.credentials.secret_key.expose()))
             .json(&json!({}));
         let data = match self.exchange(endpoint, request).await {
-            Err(ApiError::Unauthorized {
-                endpoint,
-                subcode,
-                message,
-            }) => {
-                return Err(ApiError::BadCredentials {
-                    endpoint,
-                    subcode,
-                    message,
-                })
+            Err(ApiError::Unauthorized { endpoint, subcode, message }) => {
+                return Err(ApiError::BadCredentials { endpoint, subcode, message })
             }
             other => other?,
         };
@@ -170,39 +158,21 @@ impl ClearmlClient {
     }
 
     async fn send(&self, endpoint: &str, body: &Value, bearer: &str) -> Result<Value, ApiError> {
-        let request = self
-            .http
-            .post(format!("{}/{API_VERSION}/{endpoint}", self.base))
-            .bearer_auth(bearer)
-            .json(body);
+        let request =
+            self.http.post(format!("{}/{API_VERSION}/{endpoint}", self.base)).bearer_auth(bearer).json(body);
         self.exchange(endpoint, request).await
     }
 
     /// Sends a request and unwraps the envelope into `data` or a typed error.
     async fn exchange(&self, endpoint: &str, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
+        let response = request.send().await.map_err(|e| self.transport_error(endpoint, e))?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(endpoint, e))?;
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(endpoint, e))?;
         let envelope: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            decode_error(
-                endpoint,
-                format!("HTTP {status}, body is not JSON ({e}), {} bytes", bytes.len()),
-            )
+            decode_error(endpoint, format!("HTTP {status}, body is not JSON ({e}), {} bytes", bytes.len()))
         })?;
-        let meta: Option<Meta> = envelope
-            .get("meta")
-            .and_then(|m| serde_json::from_value(m.clone()).ok());
-        let code = meta
-            .as_ref()
-            .map(|m| m.result_code)
-            .filter(|c| *c != 0)
-            .unwrap_or(status);
+        let meta: Option<Meta> = envelope.get("meta").and_then(|m| serde_json::from_value(m.clone()).ok());
+        let code = meta.as_ref().map(|m| m.result_code).filter(|c| *c != 0).unwrap_or(status);
         let subcode = meta.as_ref().map(|m| m.result_subcode).unwrap_or(0);
         let message = meta.as_ref().map(|m| m.result_msg.clone()).unwrap_or_default();
         match code {
@@ -210,41 +180,23 @@ impl ClearmlClient {
                 Some(data) => Ok(data.clone()),
                 None => Err(decode_error(endpoint, "envelope has no data")),
             },
-            401 => Err(ApiError::Unauthorized {
-                endpoint: endpoint.into(),
-                subcode,
-                message,
-            }),
-            code => Err(ApiError::Server {
-                endpoint: endpoint.into(),
-                code,
-                subcode,
-                message,
-            }),
+            401 => Err(ApiError::Unauthorized { endpoint: endpoint.into(), subcode, message }),
+            code => Err(ApiError::Server { endpoint: endpoint.into(), code, subcode, message }),
         }
     }
 
     fn transport_error(&self, endpoint: &str, e: reqwest::Error) -> ApiError {
         if e.is_timeout() {
-            ApiError::Timeout {
-                endpoint: endpoint.into(),
-                seconds: self.timeout.as_secs_f64(),
-            }
+            ApiError::Timeout { endpoint: endpoint.into(), seconds: self.timeout.as_secs_f64() }
         } else {
             // reqwest errors carry the URL but never headers, so no credential leaks here.
-            ApiError::Transport {
-                endpoint: endpoint.into(),
-                detail: error_chain(&e),
-            }
+            ApiError::Transport { endpoint: endpoint.into(), detail: error_chain(&e) }
         }
     }
 }
 
 fn decode_error(endpoint: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::Decode {
-        endpoint: endpoint.into(),
-        detail: detail.into(),
-    }
+    ApiError::Decode { endpoint: endpoint.into(), detail: detail.into() }
 }
 
 fn list_field(mut data: Value, field: &str, endpoint: &str) -> Result<Vec<Value>, ApiError> {

@@ -8,24 +8,11 @@ pub enum ApiError {
     #[error("ClearML {endpoint}: no answer within {seconds:.1}s")]
     Timeout { endpoint: String, seconds: f64 },
     #[error("ClearML {endpoint}: login refused ({subcode}: {message}); check CLEARML_API_ACCESS_KEY and CLEARML_API_SECRET_KEY")]
-    BadCredentials {
-        endpoint: String,
-        subcode: u32,
-        message: String,
-    },
+    BadCredentials { endpoint: String, subcode: u32, message: String },
     #[error("ClearML {endpoint}: unauthorized ({subcode}: {message})")]
-    Unauthorized {
-        endpoint: String,
-        subcode: u32,
-        message: String,
-    },
+    Unauthorized { endpoint: String, subcode: u32, message: String },
     #[error("ClearML {endpoint}: error {code}/{subcode}: {message}")]
-    Server {
-        endpoint: String,
-        code: u16,
-        subcode: u32,
-        message: String,
-    },
+    Server { endpoint: String, code: u16, subcode: u32, message: String },
     #[error("ClearML {endpoint}: unreadable answer: {detail}")]
     Decode { endpoint: String, detail: String },
 }
@@ -49,10 +36,6 @@ pub(crate) struct Meta {
 
 impl fmt::Display for Meta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{} {}",
-            self.result_code, self.result_subcode, self.result_msg
-        )
+        write!(f, "{}/{} {}", self.result_code, self.result_subcode, self.result_msg)
     }
 }

@@ -8,17 +8,8 @@ pub use client::{ClearmlClient, Credentials, TaskQuery};
 pub use error::ApiError;
 
 /// Fields the router reads from each task (`only_fields` keeps polls small).
-pub const TASK_FIELDS: &[&str] = &[
-    "id",
-    "name",
-    "user",
-    "company",
-    "status",
-    "runtime",
-    "execution.queue",
-    "system_tags",
-    "last_update",
-];
+pub const TASK_FIELDS: &[&str] =
+    &["id", "name", "user", "company", "status", "runtime", "execution.queue", "system_tags", "last_update"];
 
 /// The system tag the SDK adds to every task that asks for an endpoint.
 pub const EXTERNAL_SERVICE_TAG: &str = "external_service";

@@ -36,15 +36,11 @@ impl Token {
 /// Reads `iat` and `exp` from a JWT payload without verifying it (the server verifies).
 fn jwt_times(jwt: &str) -> Option<(u64, u64)> {
     let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp")?.as_u64()?;
-    let iat = claims
-        .get("iat")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(exp.saturating_sub(3600));
+    let iat = claims.get("iat").and_then(|v| v.as_u64()).unwrap_or(exp.saturating_sub(3600));
     Some((iat, exp))
 }
 

@@ -39,11 +39,7 @@ pub fn router() -> axum::Router<Arc<Shared>> {
 }
 
 fn not_found(what: &str, id: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({ "error": format!("no such {what}: {id}") })),
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no such {what}: {id}") }))).into_response()
 }
 
 async fn list_tasks(State(shared): AppState) -> Json<Value> {
@@ -99,14 +95,7 @@ async fn merge_runtime(
     if !state.update_task(&id, |doc| tasks::merge_runtime(doc, &patch)) {
         return not_found("task", &id);
     }
-    Json(
-        state
-            .tasks
-            .get(&id)
-            .map(|doc| doc["runtime"].clone())
-            .unwrap_or_default(),
-    )
-    .into_response()
+    Json(state.tasks.get(&id).map(|doc| doc["runtime"].clone()).unwrap_or_default()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -150,11 +139,7 @@ async fn mint_token(
         return not_found("user", &id);
     };
     let now = unix_now();
-    let (iat, ttl) = if body.ttl_sec > 0 {
-        (now, body.ttl_sec)
-    } else {
-        (now + body.ttl_sec - 3600, 3600)
-    };
+    let (iat, ttl) = if body.ttl_sec > 0 { (now, body.ttl_sec) } else { (now + body.ttl_sec - 3600, 3600) };
     Json(json!({ "token": state.auth.mint(&user, iat, ttl) })).into_response()
 }
 

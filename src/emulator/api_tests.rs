@@ -9,16 +9,12 @@ use serde_json::{json, Value};
 use super::*;
 
 async fn emulator() -> EmulatorHandle {
-    start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
+    start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap()
 }
 
 /// Calls `endpoint` (under `/v2.23/`) and returns (HTTP status, envelope).
 async fn call(emu: &EmulatorHandle, endpoint: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/v2.23/{endpoint}", emu.url()))
-        .json(&body);
+    let mut request = reqwest::Client::new().post(format!("{}/v2.23/{endpoint}", emu.url())).json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -45,10 +41,7 @@ async fn token(emu: &EmulatorHandle) -> String {
 
 fn codes(envelope: &Value) -> (u64, u64) {
     let meta = &envelope["meta"];
-    (
-        meta["result_code"].as_u64().unwrap(),
-        meta["result_subcode"].as_u64().unwrap(),
-    )
+    (meta["result_code"].as_u64().unwrap(), meta["result_subcode"].as_u64().unwrap())
 }
 
 fn other_user() -> EmulatedUser {
@@ -107,10 +100,7 @@ async fn bearer_token_failures_have_their_subcodes() {
     let (status, body) = call(&emu, "users.get_current_user", Some(&token), json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["user"]["id"], "user-1");
-    assert_eq!(
-        body["data"]["user"]["company"],
-        json!({"id": "company-1", "name": "Emulated Company"})
-    );
+    assert_eq!(body["data"]["user"]["company"], json!({"id": "company-1", "name": "Emulated Company"}));
 
     emu.revoke_sessions_of("user-1");
     let (_, body) = call(&emu, "users.get_current_user", Some(&token), json!({})).await;
@@ -130,21 +120,12 @@ async fn companies_do_not_see_each_others_tasks() {
     let emu = emulator().await;
     emu.add_user(other_user());
     let mine = emu.create_task(NewTask::default());
-    let theirs = emu.create_task(NewTask {
-        user: Some("user-2".into()),
-        ..NewTask::default()
-    });
+    let theirs = emu.create_task(NewTask { user: Some("user-2".into()), ..NewTask::default() });
     let (status, body) = login(&emu, "k2", "s2").await;
     assert_eq!(status, 200);
     let token2 = body["data"]["token"].as_str().unwrap().to_string();
 
-    let (_, body) = call(
-        &emu,
-        "tasks.get_all",
-        Some(&token2),
-        json!({"only_fields": ["id"]}),
-    )
-    .await;
+    let (_, body) = call(&emu, "tasks.get_all", Some(&token2), json!({"only_fields": ["id"]})).await;
     assert_eq!(body["data"]["tasks"], json!([{"id": theirs}]));
     let (status, body) = call(&emu, "tasks.get_by_id", Some(&token2), json!({"task": mine})).await;
     assert_eq!((status, codes(&body)), (400, (400, 101)));
@@ -164,21 +145,10 @@ async fn tasks_get_all_filters_like_the_router_needs() {
         system_tags: tagged.clone(),
         ..NewTask::default()
     });
-    let _b = emu.create_task(NewTask {
-        queue: Some(q2),
-        system_tags: tagged.clone(),
-        ..NewTask::default()
-    });
-    let c = emu.create_task(NewTask {
-        queue: Some(q1.clone()),
-        system_tags: tagged,
-        ..NewTask::default()
-    });
+    let _b = emu.create_task(NewTask { queue: Some(q2), system_tags: tagged.clone(), ..NewTask::default() });
+    let c = emu.create_task(NewTask { queue: Some(q1.clone()), system_tags: tagged, ..NewTask::default() });
     emu.set_status(&c, "stopped");
-    let _d = emu.create_task(NewTask {
-        queue: Some(q1.clone()),
-        ..NewTask::default()
-    });
+    let _d = emu.create_task(NewTask { queue: Some(q1.clone()), ..NewTask::default() });
 
     let query = json!({
         "status": ["in_progress"],
@@ -193,13 +163,9 @@ async fn tasks_get_all_filters_like_the_router_needs() {
     assert_eq!(tasks[0]["execution"], json!({"queue": q1}));
     assert!(tasks[0].get("system_tags").is_none());
 
-    let (_, body) = call(
-        &emu,
-        "queues.get_all",
-        Some(&token),
-        json!({"name": "^serv", "only_fields": ["id", "name"]}),
-    )
-    .await;
+    let (_, body) =
+        call(&emu, "queues.get_all", Some(&token), json!({"name": "^serv", "only_fields": ["id", "name"]}))
+            .await;
     assert_eq!(body["data"]["queues"], json!([{"id": q1, "name": "services"}]));
 }
 
@@ -210,21 +176,11 @@ async fn edit_create_enqueue_delete() {
     let id = emu.create_task(NewTask::default());
     let before = emu.task(&id).unwrap()["last_update"].clone();
 
-    let (status, body) = call(
-        &emu,
-        "tasks.edit",
-        Some(&token),
-        json!({"task": id, "runtime": {"a": 1}}),
-    )
-    .await;
+    let (status, body) =
+        call(&emu, "tasks.edit", Some(&token), json!({"task": id, "runtime": {"a": 1}})).await;
     assert_eq!((status, codes(&body)), (400, (400, 110)));
-    let (status, body) = call(
-        &emu,
-        "tasks.edit",
-        Some(&token),
-        json!({"task": id, "force": true, "runtime": {"a": 1}}),
-    )
-    .await;
+    let (status, body) =
+        call(&emu, "tasks.edit", Some(&token), json!({"task": id, "force": true, "runtime": {"a": 1}})).await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["updated"], 1);
     assert_eq!(body["data"]["fields"]["runtime"], json!({"a": 1}));
@@ -232,23 +188,12 @@ async fn edit_create_enqueue_delete() {
 
     let (_, body) = call(&emu, "queues.create", Some(&token), json!({"name": "selftest"})).await;
     let queue = body["data"]["id"].as_str().unwrap().to_string();
-    let (_, body) = call(
-        &emu,
-        "tasks.create",
-        Some(&token),
-        json!({"name": "probe", "type": "testing"}),
-    )
-    .await;
+    let (_, body) =
+        call(&emu, "tasks.create", Some(&token), json!({"name": "probe", "type": "testing"})).await;
     let probe = body["data"]["id"].as_str().unwrap().to_string();
     assert_eq!(emu.task(&probe).unwrap()["status"], "created");
     assert_eq!(emu.task(&probe).unwrap()["type"], "testing");
-    let (status, _) = call(
-        &emu,
-        "tasks.enqueue",
-        Some(&token),
-        json!({"task": probe, "queue": queue}),
-    )
-    .await;
+    let (status, _) = call(&emu, "tasks.enqueue", Some(&token), json!({"task": probe, "queue": queue})).await;
     assert_eq!(status, 200);
     let doc = emu.task(&probe).unwrap();
     assert_eq!(
@@ -277,13 +222,7 @@ async fn unknown_endpoints_and_routes() {
         {"name": "demo", "type": "subdomain", "enabled": true, "status": "active", "load_balancer": {"enabled": true}},
         {"name": "demo2", "type": "path", "enabled": false, "status": "inactive", "load_balancer": {"enabled": false}},
     ]));
-    let (_, body) = call(
-        &emu,
-        "routers.get_routes",
-        Some(&token),
-        json!({"name": "^demo$"}),
-    )
-    .await;
+    let (_, body) = call(&emu, "routers.get_routes", Some(&token), json!({"name": "^demo$"})).await;
     assert_eq!(body["data"]["routes"].as_array().unwrap().len(), 1);
     assert_eq!(body["data"]["routes"][0]["type"], "subdomain");
 }
@@ -294,18 +233,9 @@ async fn faults_apply_once_and_stats_count() {
     let token = token(&emu).await;
     emu.reset_stats();
     emu.inject_faults(vec![
-        Fault::Status {
-            code: 401,
-            subcode: 30,
-            endpoint: Some("users.get_current_user".into()),
-        },
-        Fault::GarbageBody {
-            endpoint: Some("tasks.get_all".into()),
-        },
-        Fault::Delay {
-            duration: Duration::from_millis(200),
-            endpoint: None,
-        },
+        Fault::Status { code: 401, subcode: 30, endpoint: Some("users.get_current_user".into()) },
+        Fault::GarbageBody { endpoint: Some("tasks.get_all".into()) },
+        Fault::Delay { duration: Duration::from_millis(200), endpoint: None },
     ]);
     let (_, body) = call(&emu, "users.get_current_user", Some(&token), json!({})).await;
     assert_eq!(codes(&body), (401, 30));
@@ -341,29 +271,16 @@ async fn outage_cuts_connections_but_not_the_admin_api() {
     assert!(client.post(&url).bearer_auth(&token).send().await.is_ok());
 
     let admin = format!("{}/_emulator/available", emu.url());
-    let down = client
-        .post(&admin)
-        .json(&json!({"up": false}))
-        .send()
-        .await
-        .unwrap();
+    let down = client.post(&admin).json(&json!({"up": false})).send().await.unwrap();
     assert_eq!(down.status(), 200);
     assert!(!emu.is_available());
     let err = client.post(&url).bearer_auth(&token).send().await.unwrap_err();
     assert!(err.is_request() || err.is_connect(), "{err:?}");
 
     let cut = emu.calls().into_iter().last().unwrap();
-    assert_eq!(
-        (cut.endpoint.as_str(), cut.result_code),
-        ("users.get_current_user", 0)
-    );
+    assert_eq!((cut.endpoint.as_str(), cut.result_code), ("users.get_current_user", 0));
 
-    client
-        .post(&admin)
-        .json(&json!({"up": true}))
-        .send()
-        .await
-        .unwrap();
+    client.post(&admin).json(&json!({"up": true})).send().await.unwrap();
     let response = client.post(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 200);
     emu.shutdown().await;
@@ -416,14 +333,7 @@ async fn admin_api_manages_tasks() {
     let (status, _) = login(&emu, "emulator-access-key", "emulator-secret-key").await;
     assert_eq!(status, 503);
 
-    let stats: Value = client
-        .get(format!("{base}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = client.get(format!("{base}/stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["per_endpoint"]["auth.login"]["calls"], 1);
 
     let deleted = client.delete(format!("{base}/tasks/{id}")).send().await.unwrap();

@@ -25,12 +25,7 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(secret: Vec<u8>, first_user: EmulatedUser) -> Self {
-        Self {
-            secret,
-            users: vec![first_user],
-            sessions: HashMap::new(),
-            revoked: HashSet::new(),
-        }
+        Self { secret, users: vec![first_user], sessions: HashMap::new(), revoked: HashSet::new() }
     }
 
     pub fn secret(&self) -> &[u8] {
@@ -39,8 +34,7 @@ impl Auth {
 
     /// Adds a user, replacing any with the same id or access key.
     pub fn add_user(&mut self, user: EmulatedUser) {
-        self.users
-            .retain(|u| u.id != user.id && u.access_key != user.access_key);
+        self.users.retain(|u| u.id != user.id && u.access_key != user.access_key);
         self.users.push(user);
     }
 
@@ -67,11 +61,8 @@ impl Auth {
 
     /// Logs out every session `user_id` has now; tokens minted later still work.
     pub fn revoke_sessions_of(&mut self, user_id: &str) {
-        let ids = self
-            .sessions
-            .iter()
-            .filter(|(_, owner)| owner.as_str() == user_id)
-            .map(|(id, _)| id.clone());
+        let ids =
+            self.sessions.iter().filter(|(_, owner)| owner.as_str() == user_id).map(|(id, _)| id.clone());
         self.revoked.extend(ids.collect::<Vec<_>>());
     }
 
@@ -144,9 +135,8 @@ enum Credentials {
 
 fn credentials(headers: &HeaderMap) -> Result<Credentials, ApiError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::unauthorized(21, "Malformed authorization header"))?;
+        let value =
+            value.to_str().map_err(|_| ApiError::unauthorized(21, "Malformed authorization header"))?;
         let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
         return match scheme.to_ascii_lowercase().as_str() {
             "basic" => Ok(Credentials::Basic(rest.trim().to_string())),
@@ -193,18 +183,12 @@ mod tests {
         let auth = auth();
         let mut headers = HeaderMap::new();
         let basic = STANDARD.encode("emulator-access-key:emulator-secret-key");
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Basic {basic}")).unwrap(),
-        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
         let user = auth.login_user(&headers, 100).unwrap();
         assert_eq!(user.id, "user-1");
 
         let wrong = STANDARD.encode("emulator-access-key:nope");
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Basic {wrong}")).unwrap(),
-        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {wrong}")).unwrap());
         assert_eq!(auth.login_user(&headers, 100).unwrap_err().subcode, 22);
         assert_eq!(auth.authenticate(&HeaderMap::new(), 100).unwrap_err().subcode, 20);
     }
@@ -229,10 +213,8 @@ mod tests {
         let user = auth.user("user-1").unwrap().clone();
         let token = auth.mint(&user, 100, 60);
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("a=b; {AUTH_COOKIE}={token}")).unwrap(),
-        );
+        headers
+            .insert(header::COOKIE, HeaderValue::from_str(&format!("a=b; {AUTH_COOKIE}={token}")).unwrap());
         assert_eq!(auth.authenticate(&headers, 120).unwrap().company, "company-1");
     }
 }

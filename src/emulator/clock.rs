@@ -5,10 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the unix epoch.
 pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, like the ClearML server.
@@ -40,11 +37,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153; // March = 0
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -57,9 +50,6 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(format_iso(0, 0), "1970-01-01T00:00:00.000000+00:00");
         assert_eq!(format_iso(951_782_400, 5), "2000-02-29T00:00:00.000005+00:00");
-        assert_eq!(
-            format_iso(1_700_000_000, 123_456),
-            "2023-11-14T22:13:20.123456+00:00"
-        );
+        assert_eq!(format_iso(1_700_000_000, 123_456), "2023-11-14T22:13:20.123456+00:00");
     }
 }

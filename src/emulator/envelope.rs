@@ -14,11 +14,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, subcode: u32, msg: impl Into<String>) -> Self {
-        Self {
-            code,
-            subcode,
-            msg: msg.into(),
-        }
+        Self { code, subcode, msg: msg.into() }
     }
 
     pub fn bad_request(subcode: u32, msg: impl Into<String>) -> Self {

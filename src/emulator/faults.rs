@@ -58,10 +58,7 @@ impl FaultQueue {
 
     /// Removes and returns the oldest fault aimed at `endpoint` (or at any endpoint).
     pub fn take_for(&mut self, endpoint: &str) -> Option<Fault> {
-        let index = self
-            .pending
-            .iter()
-            .position(|f| f.endpoint().is_none_or(|e| e == endpoint))?;
+        let index = self.pending.iter().position(|f| f.endpoint().is_none_or(|e| e == endpoint))?;
         self.pending.remove(index)
     }
 
@@ -91,24 +88,12 @@ mod tests {
     fn faults_apply_once_in_order_and_by_endpoint() {
         let mut queue = FaultQueue::default();
         queue.push([
-            Fault::GarbageBody {
-                endpoint: Some("tasks.get_all".into()),
-            },
-            Fault::Status {
-                code: 401,
-                subcode: 30,
-                endpoint: None,
-            },
+            Fault::GarbageBody { endpoint: Some("tasks.get_all".into()) },
+            Fault::Status { code: 401, subcode: 30, endpoint: None },
         ]);
-        assert!(matches!(
-            queue.take_for("auth.login"),
-            Some(Fault::Status { code: 401, .. })
-        ));
+        assert!(matches!(queue.take_for("auth.login"), Some(Fault::Status { code: 401, .. })));
         assert_eq!(queue.take_for("auth.login"), None);
-        assert!(matches!(
-            queue.take_for("tasks.get_all"),
-            Some(Fault::GarbageBody { .. })
-        ));
+        assert!(matches!(queue.take_for("tasks.get_all"), Some(Fault::GarbageBody { .. })));
     }
 
     #[test]
@@ -119,10 +104,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             faults[1],
-            Fault::Delay {
-                duration: Duration::from_millis(250),
-                endpoint: Some("tasks.edit".into())
-            }
+            Fault::Delay { duration: Duration::from_millis(250), endpoint: Some("tasks.edit".into()) }
         );
         assert_eq!(
             serde_json::to_value(&faults[0]).unwrap(),

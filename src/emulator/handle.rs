@@ -23,9 +23,8 @@ use super::tasks::{self, NewTask};
 /// runtime until [`EmulatorHandle::shutdown`] or the runtime ends.
 pub async fn start(config: EmulatorConfig, bind: SocketAddr) -> anyhow::Result<EmulatorHandle> {
     let shared = Arc::new(Shared::new(config));
-    let public = TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("binding the ClearML emulator to {bind}"))?;
+    let public =
+        TcpListener::bind(bind).await.with_context(|| format!("binding the ClearML emulator to {bind}"))?;
     let addr = public.local_addr()?;
     // The HTTP server listens privately; the gate in front of it can cut connections.
     let internal = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
@@ -211,12 +210,8 @@ impl EmulatorHandle {
     /// Stops accepting, cuts open connections and waits until the port is released.
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
-        let tasks: Vec<_> = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .drain(..)
-            .collect();
+        let tasks: Vec<_> =
+            self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..).collect();
         for task in tasks {
             let _ = task.await;
         }

@@ -17,9 +17,7 @@ mod tests {
     fn ids_are_uuid4_hex() {
         let id = super::new_id();
         assert_eq!(id.len(), 32);
-        assert!(id
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(&id[12..13], "4");
         assert_ne!(id, super::new_id());
     }

@@ -60,10 +60,7 @@ fn mac(secret: &[u8]) -> HmacSha256 {
 
 /// Signs `claims` with HS256.
 pub fn encode(claims: &Claims, secret: &[u8]) -> String {
-    let header = Header {
-        alg: "HS256".into(),
-        typ: Some("JWT".into()),
-    };
+    let header = Header { alg: "HS256".into(), typ: Some("JWT".into()) };
     let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("header serializes"));
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"));
     let signing_input = format!("{header}.{payload}");
@@ -88,9 +85,7 @@ pub fn decode(token: &str, secret: &[u8], now: i64) -> Result<Claims, JwtError> 
     if header.alg != "HS256" {
         return Err(JwtError::Algorithm);
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| JwtError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| JwtError::Malformed)?;
     let mut mac = mac(secret);
     mac.update(signing_input.as_bytes());
     mac.verify_slice(&signature).map_err(|_| JwtError::Signature)?;
@@ -143,10 +138,7 @@ mod tests {
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(9_999)).unwrap());
         let mut parts: Vec<&str> = token.split('.').collect();
         parts[1] = &forged_payload;
-        assert_eq!(
-            decode(&parts.join("."), b"secret", 1_500),
-            Err(JwtError::Signature)
-        );
+        assert_eq!(decode(&parts.join("."), b"secret", 1_500), Err(JwtError::Signature));
         assert_eq!(decode("a.b", b"secret", 0), Err(JwtError::Malformed));
         assert_eq!(decode("", b"secret", 0), Err(JwtError::Malformed));
     }
@@ -156,10 +148,7 @@ mod tests {
         let token = encode(&claims(2_000), b"secret");
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
         let rest = token.split_once('.').unwrap().1;
-        assert_eq!(
-            decode(&format!("{none_header}.{rest}"), b"secret", 0),
-            Err(JwtError::Algorithm)
-        );
+        assert_eq!(decode(&format!("{none_header}.{rest}"), b"secret", 0), Err(JwtError::Algorithm));
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub use jwt::{Claims, Identity, JwtError};
 pub use stats::{CallRecord, CallStats, EndpointStats};
 pub use tasks::{NewTask, DEFAULT_PROJECT, STATUSES};
 
+/// Signs `claims` as an HS256 token with `secret` (tests forge tokens with a wrong key this way).
+pub fn encode_token(claims: &Claims, secret: &[u8]) -> String {
+    jwt::encode(claims, secret)
+}
+
 /// Verifies an emulator token (signature and expiry, not revocation) with `secret`, e.g. to
 /// check what a router test received.
 pub fn decode_token(token: &str, secret: &[u8]) -> Result<Claims, JwtError> {

@@ -20,9 +20,7 @@ pub fn get_all<'a>(
     fields: &[&str],
 ) -> Result<Vec<Value>, ApiError> {
     let filters = parse_filters(query, fields)?;
-    let mut selected: Vec<&Value> = docs
-        .filter(|doc| filters.iter().all(|f| f.matches(doc)))
-        .collect();
+    let mut selected: Vec<&Value> = docs.filter(|doc| filters.iter().all(|f| f.matches(doc))).collect();
     sort(&mut selected, query.get("order_by"));
     let paged = page(selected, query)?;
     let only_fields = string_list(query.get("only_fields"));
@@ -31,26 +29,15 @@ pub fn get_all<'a>(
 
 enum Filter {
     Pattern(Regex),
-    Tags {
-        field: String,
-        include: Vec<String>,
-        exclude: Vec<String>,
-    },
-    AnyOf {
-        path: String,
-        values: Vec<Value>,
-    },
+    Tags { field: String, include: Vec<String>, exclude: Vec<String> },
+    AnyOf { path: String, values: Vec<Value> },
 }
 
 impl Filter {
     fn matches(&self, doc: &Value) -> bool {
         match self {
             Filter::Pattern(re) => doc["name"].as_str().is_some_and(|n| re.is_match(n)),
-            Filter::Tags {
-                field,
-                include,
-                exclude,
-            } => {
+            Filter::Tags { field, include, exclude } => {
                 let tags = string_list(doc.get(field.as_str()));
                 (include.is_empty() || tags.iter().any(|t| include.contains(t)))
                     && !tags.iter().any(|t| exclude.contains(t))
@@ -71,16 +58,14 @@ fn parse_filters(query: &Map<String, Value>, fields: &[&str]) -> Result<Vec<Filt
             continue;
         }
         if key == "name" {
-            let pattern = value
-                .as_str()
-                .ok_or_else(|| ApiError::validation("name must be a string pattern"))?;
+            let pattern =
+                value.as_str().ok_or_else(|| ApiError::validation("name must be a string pattern"))?;
             let re = Regex::new(pattern)
                 .map_err(|err| ApiError::bad_request(21, format!("Malformed regular expression: {err}")))?;
             filters.push(Filter::Pattern(re));
         } else if key == "tags" || key == "system_tags" {
-            let (exclude, include): (Vec<String>, Vec<String>) = string_list(Some(value))
-                .into_iter()
-                .partition(|t| t.starts_with('-'));
+            let (exclude, include): (Vec<String>, Vec<String>) =
+                string_list(Some(value)).into_iter().partition(|t| t.starts_with('-'));
             filters.push(Filter::Tags {
                 field: key.clone(),
                 include,
@@ -92,10 +77,7 @@ fn parse_filters(query: &Map<String, Value>, fields: &[&str]) -> Result<Vec<Filt
                 Value::Array(items) => items.clone(),
                 single => vec![single.clone()],
             };
-            filters.push(Filter::AnyOf {
-                path: key.clone(),
-                values,
-            });
+            filters.push(Filter::AnyOf { path: key.clone(), values });
         }
     }
     Ok(filters)
@@ -105,10 +87,7 @@ fn parse_filters(query: &Map<String, Value>, fields: &[&str]) -> Result<Vec<Filt
 pub fn string_list(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         _ => Vec::new(),
     }
 }
@@ -203,9 +182,7 @@ fn set_path(out: &mut Value, path: &str, value: Value) {
             map.insert(key.to_string(), value);
             return;
         }
-        node = map
-            .entry(key.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
+        node = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
     }
 }
 
@@ -259,10 +236,7 @@ mod tests {
         assert_eq!(ids(json!({"status": ["in_progress"]})), ["t1", "t2"]);
         assert_eq!(ids(json!({"status": []})), ["t1", "t2", "t3"]);
         assert_eq!(ids(json!({"system_tags": ["external_service"]})), ["t1", "t2"]);
-        assert_eq!(
-            ids(json!({"system_tags": ["external_service", "-archived"]})),
-            ["t1"]
-        );
+        assert_eq!(ids(json!({"system_tags": ["external_service", "-archived"]})), ["t1"]);
         assert_eq!(ids(json!({"system_tags": ["-archived"]})), ["t1", "t3"]);
         assert_eq!(ids(json!({"execution.queue": ["q2", "q9"]})), ["t2"]);
         assert_eq!(ids(json!({"execution.queue": "q1"})), ["t1"]);
@@ -275,10 +249,7 @@ mod tests {
     #[test]
     fn orders_and_pages() {
         assert_eq!(ids(json!({"order_by": ["-last_update"]})), ["t2", "t1", "t3"]);
-        assert_eq!(
-            ids(json!({"order_by": ["last_update"], "page": 1, "page_size": 2})),
-            ["t2"]
-        );
+        assert_eq!(ids(json!({"order_by": ["last_update"], "page": 1, "page_size": 2})), ["t2"]);
         assert_eq!(ids(json!({"page_size": 2})), ["t1", "t2"]);
     }
 

@@ -20,10 +20,7 @@ use super::state::Shared;
 use super::stats::CallRecord;
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .nest("/_emulator", admin::router())
-        .fallback(api)
-        .with_state(shared)
+    Router::new().nest("/_emulator", admin::router()).fallback(api).with_state(shared)
 }
 
 /// Splits `/v2.23/tasks.get_all` into (`Some("2.23")`, `"tasks.get_all"`).
@@ -31,10 +28,7 @@ fn parse_path(path: &str) -> (Option<String>, String) {
     let path = path.trim_matches('/');
     if let Some((first, rest)) = path.split_once('/') {
         if let Some(version) = first.strip_prefix('v') {
-            if version
-                .split('.')
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            {
+            if version.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
                 return (Some(version.to_string()), rest.to_string());
             }
         }
@@ -86,11 +80,7 @@ async fn api(
     };
 
     let version = record.version.clone().unwrap_or_else(|| API_VERSION.to_string());
-    let info = EndpointInfo {
-        name: endpoint,
-        requested_version: version.clone(),
-        actual_version: version,
-    };
+    let info = EndpointInfo { name: endpoint, requested_version: version.clone(), actual_version: version };
     let (status, payload) = match &outcome {
         Outcome::Data(data) => (200, envelope::success(&info, data.clone()).to_string()),
         Outcome::Error(err) => (err.code, envelope::failure(&info, err).to_string()),
@@ -112,9 +102,7 @@ fn finish(shared: &Shared, record: CallRecord, request_bytes: usize, response_by
         "ClearML API call"
     );
     let mut state = shared.lock();
-    state
-        .stats
-        .record(&record.endpoint, request_bytes, response_bytes);
+    state.stats.record(&record.endpoint, request_bytes, response_bytes);
     state.calls.push(record);
 }
 
@@ -131,10 +119,7 @@ fn run(
     body: &Result<Map<String, Value>, ApiError>,
 ) -> Outcome {
     if !handlers::is_known(endpoint) {
-        tracing::warn!(
-            endpoint,
-            "unknown ClearML endpoint called: answering 400/1 (emulator lacks it)"
-        );
+        tracing::warn!(endpoint, "unknown ClearML endpoint called: answering 400/1 (emulator lacks it)");
         return Outcome::Error(ApiError::unsupported_endpoint(endpoint));
     }
     let mut body = match body {
@@ -143,11 +128,7 @@ fn run(
     };
     // SDK request models serialize their `method` property ("get") into every body.
     body.remove("method");
-    let call = Call {
-        endpoint,
-        headers,
-        body: &body,
-    };
+    let call = Call { endpoint, headers, body: &body };
     match handlers::handle(&mut shared.lock(), &call) {
         Ok(data) => Outcome::Data(data),
         Err(err) => Outcome::Error(err),
@@ -213,10 +194,7 @@ mod tests {
 
     #[test]
     fn paths_with_and_without_version() {
-        assert_eq!(
-            parse_path("/v2.23/tasks.get_all"),
-            (Some("2.23".into()), "tasks.get_all".into())
-        );
+        assert_eq!(parse_path("/v2.23/tasks.get_all"), (Some("2.23".into()), "tasks.get_all".into()));
         assert_eq!(parse_path("/auth.login"), (None, "auth.login".into()));
         assert_eq!(parse_path("/vx/auth.login"), (None, "vx/auth.login".into()));
     }
@@ -224,10 +202,7 @@ mod tests {
     #[test]
     fn body_and_query_merge() {
         let map = parse_body(b"", Some("expiration_sec=60&types=config&types=a%2Fb+c")).unwrap();
-        assert_eq!(
-            Value::Object(map),
-            json!({"expiration_sec": "60", "types": ["config", "a/b c"]})
-        );
+        assert_eq!(Value::Object(map), json!({"expiration_sec": "60", "types": ["config", "a/b c"]}));
         let map = parse_body(br#"{"task": "t"}"#, Some("task=other")).unwrap();
         assert_eq!(map["task"], "t");
         assert_eq!(parse_body(b"[1]", None).unwrap_err().subcode, 12);

@@ -45,15 +45,10 @@ impl State {
     /// Creates a task owned by `task.user` (or the default user) in that user's company.
     pub fn create_task(&mut self, task: &NewTask) -> String {
         let user_id = task.user.as_deref().unwrap_or(&self.config.user_id);
-        let company = self
-            .auth
-            .user(user_id)
-            .map_or(self.config.company_id.as_str(), |u| u.company_id.as_str());
+        let company =
+            self.auth.user(user_id).map_or(self.config.company_id.as_str(), |u| u.company_id.as_str());
         let id = new_id();
-        let owner = Owner {
-            user: user_id,
-            company,
-        };
+        let owner = Owner { user: user_id, company };
         let doc = tasks::new_doc(&id, task, owner, &now_iso());
         self.tasks.insert(doc)
     }

@@ -32,10 +32,7 @@ pub struct CallStats {
 
 impl CallStats {
     pub fn record(&mut self, endpoint: &str, request_bytes: usize, response_bytes: usize) {
-        self.per_endpoint
-            .entry(endpoint.to_string())
-            .or_default()
-            .add(request_bytes, response_bytes);
+        self.per_endpoint.entry(endpoint.to_string()).or_default().add(request_bytes, response_bytes);
         self.total.add(request_bytes, response_bytes);
     }
 
@@ -94,13 +91,6 @@ mod tests {
         stats.record("auth.login", 0, 20);
         assert_eq!(stats.calls("tasks.get_all"), 2);
         assert_eq!(stats.per_endpoint["tasks.get_all"].response_bytes, 150);
-        assert_eq!(
-            stats.total,
-            EndpointStats {
-                calls: 3,
-                request_bytes: 15,
-                response_bytes: 170
-            }
-        );
+        assert_eq!(stats.total, EndpointStats { calls: 3, request_bytes: 15, response_bytes: 170 });
     }
 }

@@ -58,11 +58,7 @@ pub struct Owner<'a> {
 /// A full task document as `tasks.get_by_id` returns it. `company` and `user` are plain ids,
 /// as in the server's task schema.
 pub fn new_doc(id: &str, task: &NewTask, owner: Owner, now: &str) -> Value {
-    let runtime = if task.runtime.is_object() {
-        task.runtime.clone()
-    } else {
-        json!({})
-    };
+    let runtime = if task.runtime.is_object() { task.runtime.clone() } else { json!({}) };
     let mut doc = json!({
         "id": id,
         "name": task.name,
@@ -166,10 +162,7 @@ pub fn edit(doc: &mut Value, body: &Map<String, Value>, now: &str) -> Result<Val
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if let Some(key) = changes.keys().find(|k| READ_ONLY.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(
-            14,
-            format!("Invalid fields: {key} cannot be edited"),
-        ));
+        return Err(ApiError::bad_request(14, format!("Invalid fields: {key} cannot be edited")));
     }
     for (key, value) in &changes {
         doc[key.as_str()] = value.clone();
@@ -186,15 +179,8 @@ mod tests {
     use super::*;
 
     fn doc(status: &str) -> Value {
-        let task = NewTask {
-            status: status.into(),
-            queue: Some("q1".into()),
-            ..NewTask::default()
-        };
-        let owner = Owner {
-            user: "u1",
-            company: "c1",
-        };
+        let task = NewTask { status: status.into(), queue: Some("q1".into()), ..NewTask::default() };
+        let owner = Owner { user: "u1", company: "c1" };
         new_doc("t1", &task, owner, "2024-01-01T00:00:00.000000+00:00")
     }
 
@@ -224,12 +210,7 @@ mod tests {
         let body = json!({"task": "t1", "system_tags": ["x"]});
         assert!(edit(&mut draft, body.as_object().unwrap(), "later").is_ok());
         let body = json!({"task": "t1", "force": true, "status": "completed"});
-        assert_eq!(
-            edit(&mut draft, body.as_object().unwrap(), "x")
-                .unwrap_err()
-                .subcode,
-            14
-        );
+        assert_eq!(edit(&mut draft, body.as_object().unwrap(), "x").unwrap_err().subcode, 14);
     }
 
     #[test]

@@ -40,11 +40,7 @@ impl MainConf {
         ctx.insert("error_log", &format!("{prefix}/error.log"));
         ctx.insert(
             "access_log",
-            &if self.access_log {
-                format!("{prefix}/access.log")
-            } else {
-                "off".into()
-            },
+            &if self.access_log { format!("{prefix}/access.log") } else { "off".into() },
         );
         ctx.insert("temp_dir", &format!("{prefix}/tmp"));
         ctx.insert("modules_include", &self.modules_include);

@@ -11,7 +11,10 @@ use crate::errors::error_chain;
 use crate::model::RouteId;
 use crate::reconcile::RouteTable;
 
+pub mod auth;
 pub mod main_conf;
+
+pub use auth::AuthLayout;
 
 /// Name of the file the router writes into the proxy's conf.d (http context).
 pub const CONF_FILE: &str = "clearml-router.conf";
@@ -19,18 +22,27 @@ pub const CONF_FILE: &str = "clearml-router.conf";
 pub const LUA_MODULE_FILE: &str = "clearml_router.lua";
 /// Name of the JSON routing table, in the Lua directory.
 pub const ROUTES_FILE: &str = "routes.json";
+/// Name of the Lua auth module, its JSON settings and its key file, in the Lua directory.
+pub const AUTH_MODULE_FILE: &str = "clearml_auth.lua";
+pub const AUTH_SETTINGS_FILE: &str = "auth.json";
+pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
 
 const ROUTER_CONF_TEMPLATE: &str = include_str!("../../templates/router.conf.tera");
 const LUA_MODULE: &str = include_str!("../../lua/clearml_router.lua");
+const AUTH_MODULE: &str = include_str!("../../lua/clearml_auth.lua");
+
+/// CA bundle the proxy trusts when it checks logins against an https ClearML server.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Structural inputs: anything here changing needs an nginx reload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Layout {
     pub router_name: String,
     pub listen_port: u16,
     pub control_port: u16,
     /// The Lua directory as the proxy sees it.
     pub lua_dir: PathBuf,
+    pub auth: AuthLayout,
 }
 
 /// Which directory a rendered file belongs in.
@@ -45,6 +57,14 @@ pub struct RenderedFile {
     pub dir: Dir,
     pub name: &'static str,
     pub bytes: Vec<u8>,
+    /// Holds a secret: written with mode 0600 and left out of dry-run output.
+    pub secret: bool,
+}
+
+impl RenderedFile {
+    fn new(dir: Dir, name: &'static str, bytes: Vec<u8>) -> Self {
+        Self { dir, name, bytes, secret: false }
+    }
 }
 
 /// One complete render: structural files, the routing table, and their hashes.
@@ -64,6 +84,8 @@ pub enum RenderError {
     Template(&'static str, String),
     #[error("path {0:?} cannot be used in nginx config: only letters, digits and / . _ - are allowed")]
     UnsafePath(PathBuf),
+    #[error("ClearML company id {0:?} has characters other than letters, digits, '-' and '_'")]
+    UnsafeCompany(String),
 }
 
 #[derive(Serialize)]
@@ -96,34 +118,30 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
         })
         .collect();
     let routes_version = sha256_hex(&[serde_json::to_vec(&routes).expect("routes serialize").as_slice()]);
-    let routes_bytes = serde_json::to_vec_pretty(&RoutesDoc {
-        version: &routes_version,
-        routes: &routes,
-    })
-    .expect("routes serialize");
+    let routes_bytes = serde_json::to_vec_pretty(&RoutesDoc { version: &routes_version, routes: &routes })
+        .expect("routes serialize");
 
-    // The hash covers the files as rendered without it, so it can be embedded in them.
+    let mut structural = vec![
+        RenderedFile::new(Dir::Lua, LUA_MODULE_FILE, LUA_MODULE.as_bytes().to_vec()),
+        RenderedFile::new(Dir::Lua, AUTH_MODULE_FILE, AUTH_MODULE.as_bytes().to_vec()),
+        RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
+        RenderedFile { secret: true, ..RenderedFile::new(Dir::Lua, AUTH_KEY_FILE, layout.auth.key_file()) },
+    ];
+    if let Some(company) = layout.auth.company_id.as_deref().filter(|c| !auth::valid_company_id(c)) {
+        return Err(RenderError::UnsafeCompany(crate::model::display_untrusted(company)));
+    }
+    // The hash covers every structural file, the conf as rendered without the hash, so that it
+    // can be embedded in the conf.
     let unhashed = render_conf(layout, "")?;
-    let config_hash = sha256_hex(&[unhashed.as_bytes(), LUA_MODULE.as_bytes()]);
+    let mut parts: Vec<&[u8]> = vec![unhashed.as_bytes()];
+    parts.extend(structural.iter().map(|f| f.bytes.as_slice()));
+    let config_hash = sha256_hex(&parts);
     let conf = render_conf(layout, &config_hash)?;
+    // The conf goes last: it refers to the Lua files, which are written first.
+    structural.push(RenderedFile::new(Dir::Conf, CONF_FILE, conf.into_bytes()));
     Ok(Rendered {
-        structural: vec![
-            RenderedFile {
-                dir: Dir::Lua,
-                name: LUA_MODULE_FILE,
-                bytes: LUA_MODULE.as_bytes().to_vec(),
-            },
-            RenderedFile {
-                dir: Dir::Conf,
-                name: CONF_FILE,
-                bytes: conf.into_bytes(),
-            },
-        ],
-        routes: RenderedFile {
-            dir: Dir::Lua,
-            name: ROUTES_FILE,
-            bytes: routes_bytes,
-        },
+        structural,
+        routes: RenderedFile::new(Dir::Lua, ROUTES_FILE, routes_bytes),
         config_hash,
         routes_version,
     })
@@ -141,6 +159,14 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     ctx.insert("connect_timeout", "10s");
     ctx.insert("idle_timeout", "1d");
     ctx.insert("config_hash", config_hash);
+    ctx.insert("auth_settings_file", &format!("{lua_dir}/{AUTH_SETTINGS_FILE}"));
+    ctx.insert("auth_key_file", &format!("{lua_dir}/{AUTH_KEY_FILE}"));
+    let auth = &layout.auth;
+    ctx.insert("auth_remote", &(auth.enabled && auth.local_key.is_none()));
+    ctx.insert("auth_api_url", &auth.api_url);
+    ctx.insert("auth_api_https", &auth.api_url.starts_with("https://"));
+    ctx.insert("auth_verify_tls", &auth.verify_tls);
+    ctx.insert("ca_bundle", CA_BUNDLE);
     render_template("router.conf", ROUTER_CONF_TEMPLATE, &ctx)
 }
 
@@ -152,17 +178,13 @@ pub(crate) fn render_template(
 ) -> Result<String, RenderError> {
     let mut tera = tera::Tera::default();
     tera.autoescape_on(vec![]);
-    tera.add_raw_template(name, template)
-        .map_err(|e| RenderError::Template(name, error_chain(&e)))?;
-    tera.render(name, ctx)
-        .map_err(|e| RenderError::Template(name, error_chain(&e)))
+    tera.add_raw_template(name, template).map_err(|e| RenderError::Template(name, error_chain(&e)))?;
+    tera.render(name, ctx).map_err(|e| RenderError::Template(name, error_chain(&e)))
 }
 
 /// Paths come from settings, not tasks, but still reach nginx text: allow a plain alphabet only.
 pub(crate) fn safe_path(path: &Path) -> Result<&str, RenderError> {
-    let s = path
-        .to_str()
-        .ok_or_else(|| RenderError::UnsafePath(path.to_owned()))?;
+    let s = path.to_str().ok_or_else(|| RenderError::UnsafePath(path.to_owned()))?;
     let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
     if ok {
         Ok(s.trim_end_matches('/'))
@@ -193,6 +215,7 @@ mod tests {
             listen_port: 8080,
             control_port: 18080,
             lua_dir: "/lua".into(),
+            auth: AuthLayout::disabled(),
         }
     }
 
@@ -204,7 +227,7 @@ mod tests {
                        "runtime": {"_SERVICE": "EXTERNAL", "_ADDRESS": "10.0.0.1", "_PORT": p}})
             })
             .collect();
-        RouteTable::build(&Snapshot { tasks }, &TargetPolicy::default())
+        RouteTable::build(&Snapshot { tasks, company: None }, &TargetPolicy::default())
     }
 
     #[test]
@@ -213,13 +236,11 @@ mod tests {
         let b = render(&layout(), &table(&[2, 1])).unwrap();
         assert_eq!(a, b);
         let c = render(&layout(), &table(&[1, 2, 3])).unwrap();
-        assert_eq!(
-            a.structural, c.structural,
-            "a new task must not change nginx config"
-        );
+        assert_eq!(a.structural, c.structural, "a new task must not change nginx config");
         assert_eq!(a.config_hash, c.config_hash);
         assert_ne!(a.routes_version, c.routes_version);
-        let conf = String::from_utf8(a.structural[1].bytes.clone()).unwrap();
+        let conf = a.structural.iter().find(|f| f.name == CONF_FILE).unwrap();
+        let conf = String::from_utf8(conf.bytes.clone()).unwrap();
         assert!(conf.contains(&a.config_hash));
         assert!(!conf.contains("10.0.0.1"));
     }

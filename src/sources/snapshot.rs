@@ -11,6 +11,9 @@ use serde_json::Value;
 pub struct Snapshot {
     #[serde(default)]
     pub tasks: Vec<Value>,
+    /// The router's ClearML company (for tenant isolation); a live dry run asks ClearML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
 }
 
 impl Snapshot {
@@ -18,10 +21,7 @@ impl Snapshot {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading snapshot {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| {
-            format!(
-                "snapshot {} is not JSON of the form {{\"tasks\": [...]}}",
-                path.display()
-            )
+            format!("snapshot {} is not JSON of the form {{\"tasks\": [...]}}", path.display())
         })
     }
 }

@@ -54,15 +54,12 @@ pub fn read_task(task: &Value, policy: &TargetPolicy) -> TaskEndpoints {
     let id = match raw_id.and_then(Value::as_str).map(TaskId::parse) {
         Some(Ok(id)) => id,
         Some(Err(e)) => {
-            out.refusals.push(Refusal::task(
-                display_untrusted(raw_id.and_then(Value::as_str).unwrap_or("")),
-                e.0,
-            ));
+            out.refusals
+                .push(Refusal::task(display_untrusted(raw_id.and_then(Value::as_str).unwrap_or("")), e.0));
             return out;
         }
         None => {
-            out.refusals
-                .push(Refusal::task("(no id)", "task has no string id"));
+            out.refusals.push(Refusal::task("(no id)", "task has no string id"));
             return out;
         }
     };
@@ -70,35 +67,21 @@ pub fn read_task(task: &Value, policy: &TargetPolicy) -> TaskEndpoints {
         Some(Value::Object(map)) => map.clone(),
         None | Some(Value::Null) => Map::new(),
         Some(other) => {
-            out.refusals.push(Refusal::task(
-                id.as_str(),
-                format!("runtime is {}, not an object", json_kind(other)),
-            ));
+            out.refusals
+                .push(Refusal::task(id.as_str(), format!("runtime is {}, not an object", json_kind(other))));
             out.task = Some(id);
             return out;
         }
     };
-    let name = task
-        .get("name")
-        .and_then(Value::as_str)
-        .map(display_untrusted)
-        .unwrap_or_default();
-    let user = task
-        .get("user")
-        .and_then(Value::as_str)
-        .map(display_untrusted)
-        .unwrap_or_default();
+    let name = task.get("name").and_then(Value::as_str).map(display_untrusted).unwrap_or_default();
+    let user = task.get("user").and_then(Value::as_str).map(display_untrusted).unwrap_or_default();
 
     for (suffix, service) in service_keys(&runtime) {
         let endpoint_label = suffix.unwrap_or("(default)");
         let endpoint = match suffix.map(EndpointName::parse).transpose() {
             Ok(endpoint) => endpoint,
             Err(e) => {
-                out.refusals.push(Refusal::endpoint(
-                    id.as_str(),
-                    display_untrusted(endpoint_label),
-                    e.0,
-                ));
+                out.refusals.push(Refusal::endpoint(id.as_str(), display_untrusted(endpoint_label), e.0));
                 continue;
             }
         };
@@ -112,8 +95,7 @@ pub fn read_task(task: &Value, policy: &TargetPolicy) -> TaskEndpoints {
                 user: user.clone(),
             }),
             Err(reason) => {
-                out.refusals
-                    .push(Refusal::endpoint(id.as_str(), endpoint_label.to_owned(), reason))
+                out.refusals.push(Refusal::endpoint(id.as_str(), endpoint_label.to_owned(), reason))
             }
         }
     }
@@ -148,9 +130,7 @@ fn read_http_endpoint(
     match service.as_str() {
         Some(SERVICE_HTTP) => {}
         Some(SERVICE_TCP) => {
-            return Err(format!(
-                "{service_key}: TCP endpoints are not routed by this router version"
-            ))
+            return Err(format!("{service_key}: TCP endpoints are not routed by this router version"))
         }
         Some(other) => {
             return Err(format!(
@@ -158,38 +138,24 @@ fn read_http_endpoint(
                 display_untrusted(other)
             ))
         }
-        None => {
-            return Err(format!(
-                "{service_key}: must be a string, got {}",
-                json_kind(service)
-            ))
-        }
+        None => return Err(format!("{service_key}: must be a string, got {}", json_kind(service))),
     }
     let mode_key = keys::with_suffix(keys::ENDPOINT_MODE, endpoint);
     if runtime.get(&mode_key).is_some_and(|m| !m.is_null()) {
-        return Err(format!(
-            "{mode_key}: static routes are not supported by this router version"
-        ));
+        return Err(format!("{mode_key}: static routes are not supported by this router version"));
     }
     let address_key = keys::with_suffix(keys::ADDRESS, endpoint);
     let port_key = keys::with_suffix(keys::PORT, endpoint);
     let address = match runtime.get(&address_key) {
         Some(Value::String(s)) => s.as_str(),
-        Some(other) => {
-            return Err(format!(
-                "{address_key}: must be a string, got {}",
-                json_kind(other)
-            ))
-        }
+        Some(other) => return Err(format!("{address_key}: must be a string, got {}", json_kind(other))),
         None => return Err(format!("{address_key}: missing")),
     };
     let port = match runtime.get(&port_key) {
         Some(v) => Port::from_json(v).map_err(|e| format!("{port_key}: {e}"))?,
         None => return Err(format!("{port_key}: missing")),
     };
-    policy
-        .check(address, port)
-        .map_err(|e| format!("{address_key}: {e}"))
+    policy.check(address, port).map_err(|e| format!("{address_key}: {e}"))
 }
 
 #[cfg(test)]
@@ -198,11 +164,7 @@ mod tests {
     use serde_json::json;
 
     fn policy() -> TargetPolicy {
-        TargetPolicy {
-            allow_loopback: false,
-            proxy_ports: vec![8080],
-            self_addresses: vec![],
-        }
+        TargetPolicy { allow_loopback: false, proxy_ports: vec![8080], self_addresses: vec![] }
     }
 
     #[test]
@@ -213,17 +175,11 @@ mod tests {
         }});
         let got = read_task(&task, &policy());
         assert!(got.refusals.is_empty(), "{:?}", got.refusals);
-        let ids: Vec<_> = got
-            .routes
-            .iter()
-            .map(|r| (r.id.as_str().to_owned(), r.target.to_string()))
-            .collect();
+        let ids: Vec<_> =
+            got.routes.iter().map(|r| (r.id.as_str().to_owned(), r.target.to_string())).collect();
         assert_eq!(
             ids,
-            vec![
-                ("abc".into(), "10.0.0.5:8888".into()),
-                ("abc__api".into(), "10.0.0.5:9000".into())
-            ]
+            vec![("abc".into(), "10.0.0.5:8888".into()), ("abc__api".into(), "10.0.0.5:9000".into())]
         );
     }
 

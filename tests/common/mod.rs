@@ -14,11 +14,7 @@ use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Gateway {
@@ -42,9 +38,8 @@ pub struct Options {
 
 impl Gateway {
     pub async fn start(options: Options) -> Gateway {
-        let emulator = emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let emulator =
+            emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let dir = tempfile::Builder::new().prefix("gw-test").tempdir().unwrap();
         let http_port = free_port();
         let control_port = free_port();
@@ -54,10 +49,10 @@ impl Gateway {
             listen_port: http_port,
             control_port,
             lua_dir: dir.path().join("lua"),
+            auth: clearml_gateway::render::AuthLayout::disabled(),
         };
-        let proxy = LocalProxy::start(Path::new("nginx"), dir.path(), &layout, 2)
-            .await
-            .expect("nginx starts");
+        let proxy =
+            LocalProxy::start(Path::new("nginx"), dir.path(), &layout, 2).await.expect("nginx starts");
         let extra_env = options.env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let mut gw = Gateway {
             emulator,
@@ -88,16 +83,15 @@ impl Gateway {
             ("CLEARML_API_SECRET_KEY", config.secret_key),
             ("ROUTER_CONF_DIR", dir.join("conf.d").display().to_string()),
             ("ROUTER_LUA_DIR", dir.join("lua").display().to_string()),
-            (
-                "ROUTER_NGINX_PID_FILE",
-                dir.join("nginx.pid").display().to_string(),
-            ),
+            ("ROUTER_NGINX_PID_FILE", dir.join("nginx.pid").display().to_string()),
             ("ROUTER_ALLOW_LOOPBACK_TARGETS", "true".into()),
             ("ROUTER_POLL_INTERVAL_SECONDS", "0.3".into()),
             ("ROUTER_CLEARML_TIMEOUT_SECONDS", "2".into()),
             ("TCP_PORT_START", "1".into()),
             ("TCP_PORT_END", "1".into()),
             ("LOGGER_LEVEL", "debug".into()),
+            // Authentication has its own tests (tests/auth.rs); elsewhere it is off.
+            ("AUTH_ENABLED", "false".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -111,11 +105,7 @@ impl Gateway {
     }
 
     pub fn start_router(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.router_log_path())
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.router_log_path()).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_clearml-router"))
             .arg("run")
             .env_clear()
@@ -162,10 +152,7 @@ impl Gateway {
     }
 
     pub fn runtime(&self, task: &str) -> Value {
-        self.emulator
-            .task(task)
-            .and_then(|t| t.get("runtime").cloned())
-            .unwrap_or(Value::Null)
+        self.emulator.task(task).and_then(|t| t.get("runtime").cloned()).unwrap_or(Value::Null)
     }
 
     /// Waits until the router has published `key` on the task and returns its value.
@@ -190,10 +177,7 @@ impl Gateway {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.runtime(task).get(key).is_some() {
             if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "router did not retract {key} from {task}\nrouter log:\n{}",
-                    self.router_log()
-                );
+                panic!("router did not retract {key} from {task}\nrouter log:\n{}", self.router_log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -204,20 +188,12 @@ impl Gateway {
         let http = http_client();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let got = http
-                .get(url)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0);
+            let got = http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
             if got == status {
                 return;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "{url} answered {got}, expected {status}\nrouter log:\n{}",
-                    self.router_log()
-                );
+                panic!("{url} answered {got}, expected {status}\nrouter log:\n{}", self.router_log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -225,17 +201,11 @@ impl Gateway {
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 pub async fn sample_app(name: &str) -> SocketAddr {
-    clearml_gateway::sample_apps::start("127.0.0.1:0".parse().unwrap(), name)
-        .await
-        .unwrap()
+    clearml_gateway::sample_apps::start("127.0.0.1:0".parse().unwrap(), name).await.unwrap()
 }
 
 /// The Python interpreter with the real `clearml` SDK (scripts/setup.sh creates .venv).
@@ -255,9 +225,7 @@ pub fn sdk_python() -> PathBuf {
 pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&str]) -> String {
     let home = tempfile::tempdir().unwrap();
     let config = EmulatorConfig::default();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sdk")
-        .join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
     let out = Command::new(sdk_python())
         .arg(path)
         .args(args)

@@ -20,9 +20,9 @@ pub fn login(
     let ttl = match body.get("expiration_sec") {
         None | Some(Value::Null) => DEFAULT_TOKEN_TTL_SECS,
         Some(Value::Number(n)) => n.as_i64().unwrap_or(DEFAULT_TOKEN_TTL_SECS),
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|_| ApiError::validation("expiration_sec must be an integer"))?,
+        Some(Value::String(s)) => {
+            s.parse().map_err(|_| ApiError::validation("expiration_sec must be an integer"))?
+        }
         Some(_) => return Err(ApiError::validation("expiration_sec must be an integer")),
     };
     if ttl <= 0 {
@@ -42,9 +42,7 @@ pub fn logout(state: &mut State, headers: &HeaderMap, now: i64) -> Result<Value,
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
 }
 
 /// `users.get_current_user` -> `{user: {id, name, role, company: {id, name}, ...}}`.
@@ -53,10 +51,7 @@ pub fn get_current_user(
     caller: &Identity,
     _body: &Map<String, Value>,
 ) -> Result<Value, ApiError> {
-    let (given, family) = caller
-        .user_name
-        .split_once(' ')
-        .unwrap_or((&caller.user_name, ""));
+    let (given, family) = caller.user_name.split_once(' ').unwrap_or((&caller.user_name, ""));
     Ok(json!({
         "user": {
             "id": caller.user,

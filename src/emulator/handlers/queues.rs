@@ -11,10 +11,7 @@ use super::required_str;
 const FILTER_FIELDS: &[&str] = &["id"];
 
 fn own<'a>(state: &'a State, caller: &'a Identity) -> impl Iterator<Item = &'a Value> {
-    state
-        .queues
-        .values()
-        .filter(move |q| q["company"] == caller.company.as_str())
+    state.queues.values().filter(move |q| q["company"] == caller.company.as_str())
 }
 
 pub fn get_all(state: &mut State, caller: &Identity, body: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -35,11 +32,7 @@ pub fn get_default(
     _body: &Map<String, Value>,
 ) -> Result<Value, ApiError> {
     own(state, caller)
-        .find(|q| {
-            query::string_list(q.get("system_tags"))
-                .iter()
-                .any(|t| t == "default")
-        })
+        .find(|q| query::string_list(q.get("system_tags")).iter().any(|t| t == "default"))
         .map(|q| json!({ "id": q["id"], "name": q["name"] }))
         .ok_or_else(|| ApiError::bad_request(707, "No queue is tagged as the default queue for this company"))
 }
@@ -48,10 +41,7 @@ pub fn get_default(
 pub fn create(state: &mut State, caller: &Identity, body: &Map<String, Value>) -> Result<Value, ApiError> {
     let name = required_str(body, "name")?;
     if state.queue_by_name(&caller.company, name).is_some() {
-        return Err(ApiError::bad_request(
-            801,
-            format!("Value combination already exists: name={name}"),
-        ));
+        return Err(ApiError::bad_request(801, format!("Value combination already exists: name={name}")));
     }
     let id = state.create_queue(name, &caller.company, &caller.user);
     if let Some(queue) = state.queues.get_mut(&id) {

@@ -34,10 +34,7 @@ pub fn get_by_id(state: &mut State, caller: &Identity, body: &Map<String, Value>
 }
 
 pub fn get_all(state: &mut State, caller: &Identity, body: &Map<String, Value>) -> Result<Value, ApiError> {
-    let own = state
-        .tasks
-        .values()
-        .filter(|doc| doc["company"] == caller.company.as_str());
+    let own = state.tasks.values().filter(|doc| doc["company"] == caller.company.as_str());
     Ok(json!({ "tasks": query::get_all(own, body, FILTER_FIELDS)? }))
 }
 
@@ -59,11 +56,8 @@ pub fn create(state: &mut State, caller: &Identity, body: &Map<String, Value>) -
     };
     let id = state.create_task(&new_task);
     let doc = own_task(state, caller, &id)?;
-    let extra: Map<String, Value> = body
-        .iter()
-        .filter(|(key, _)| key.as_str() != "name")
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let extra: Map<String, Value> =
+        body.iter().filter(|(key, _)| key.as_str() != "name").map(|(k, v)| (k.clone(), v.clone())).collect();
     if let Err(err) = tasks::edit(doc, &extra, &now_iso()) {
         state.tasks.remove(&id);
         return Err(err);
@@ -101,10 +95,7 @@ fn resolve_queue(
     body: &Map<String, Value>,
 ) -> Result<String, ApiError> {
     if let Some(queue) = body.get("queue").and_then(Value::as_str) {
-        let known = state
-            .queues
-            .get(queue)
-            .is_some_and(|q| q["company"] == caller.company.as_str());
+        let known = state.queues.get(queue).is_some_and(|q| q["company"] == caller.company.as_str());
         return known
             .then(|| queue.to_string())
             .ok_or_else(|| ApiError::bad_request(701, format!("Invalid queue id: id={queue}")));
@@ -118,9 +109,7 @@ fn resolve_queue(
         .values()
         .find(|q| {
             q["company"] == caller.company.as_str()
-                && query::string_list(q.get("system_tags"))
-                    .iter()
-                    .any(|t| t == "default")
+                && query::string_list(q.get("system_tags")).iter().any(|t| t == "default")
         })
         .and_then(|q| q["id"].as_str().map(str::to_string))
         .ok_or_else(|| ApiError::bad_request(707, "No queue is tagged as the default queue for this company"))
@@ -138,10 +127,7 @@ pub fn dequeue(state: &mut State, caller: &Identity, body: &Map<String, Value>) 
     let id = required_str(body, "task")?.to_string();
     let doc = own_task(state, caller, &id)?;
     if doc["status"] != "queued" {
-        return Err(ApiError::bad_request(
-            703,
-            "Invalid queue id or task not in queue",
-        ));
+        return Err(ApiError::bad_request(703, "Invalid queue id or task not in queue"));
     }
     tasks::set_status(doc, "created", &reason(body), &now_iso());
     let fields = status_fields(doc);
@@ -191,10 +177,7 @@ pub fn delete(state: &mut State, caller: &Identity, body: &Map<String, Value>) -
     let id = required_str(body, "task")?.to_string();
     let doc = own_task(state, caller, &id)?;
     if doc["status"] == "in_progress" && !force(body) {
-        return Err(ApiError::bad_request(
-            112,
-            "Task in progress, use force=true to delete",
-        ));
+        return Err(ApiError::bad_request(112, "Task in progress, use force=true to delete"));
     }
     state.tasks.remove(&id);
     remove_from_queues(state, &id);
@@ -202,21 +185,12 @@ pub fn delete(state: &mut State, caller: &Identity, body: &Map<String, Value>) -
 }
 
 fn reason(body: &Map<String, Value>) -> String {
-    body.get("status_reason")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    body.get("status_reason").and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 fn status_fields(doc: &Value) -> Value {
     let mut fields = Map::new();
-    for key in [
-        "status",
-        "status_reason",
-        "status_changed",
-        "last_update",
-        "execution.queue",
-    ] {
+    for key in ["status", "status_reason", "status_changed", "last_update", "execution.queue"] {
         if let Some(value) = query::lookup(doc, key) {
             fields.insert(key.to_string(), value.clone());
         }

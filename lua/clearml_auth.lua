@@ -1,0 +1,337 @@
+-- ClearML login check, run inside the proxy for every request to a task endpoint.
+--
+-- Credentials: the ClearML login cookie (browsers) or `Authorization: Bearer <token>` (scripts).
+-- Remote mode (default): the token is checked by ClearML itself (`users.get_current_user` through
+-- an internal subrequest), so logouts are seen. Local mode (the server's token secret is
+-- configured): HS256 signature and `exp` are checked here, with no network per request, but a
+-- logout is not seen until the token expires. Decisions are cached in a shared dict keyed by a
+-- hash of the token; a stale positive decision is still honoured while ClearML is unreachable.
+-- The task never sees the credentials: the cookie and Bearer header are removed, and the
+-- verified identity is passed in headers the proxy sets itself.
+
+local cjson = require("cjson.safe")
+local ffi = require("ffi")
+
+local _M = {}
+
+local cache = ngx.shared.clearml_auth
+local settings = { enabled = false }
+local secret = nil
+
+-- Identity values become request headers: no control characters, bounded length.
+local function header_safe(value)
+    local s = tostring(value or ""):gsub("%c", "")
+    return s:sub(1, 256)
+end
+
+local function read_file(path)
+    local f = io.open(path, "rb")
+    if not f then
+        return nil
+    end
+    local raw = f:read("*a")
+    f:close()
+    return raw
+end
+
+-- init_by_lua: settings come as JSON data written by the router, never as Lua source.
+function _M.init(settings_path, secret_path)
+    local doc = cjson.decode(read_file(settings_path) or "")
+    if type(doc) ~= "table" then
+        -- Fail closed: without readable settings every request is refused.
+        settings = { enabled = true, broken = true }
+        ngx.log(ngx.ERR, "clearml auth: cannot read ", settings_path, "; refusing all requests")
+        return
+    end
+    settings = doc
+    if settings.mode == "local" then
+        local key = read_file(secret_path)
+        secret = key and ngx.decode_base64((key:gsub("%s", ""))) or nil
+        if not secret or #secret == 0 then
+            settings.broken = true
+            ngx.log(ngx.ERR, "clearml auth: local mode without a readable key; refusing all requests")
+        end
+    end
+end
+
+function _M.enabled()
+    return settings.enabled == true
+end
+
+---------------------------------------------------------------------------------------------
+-- HS256 (local mode) through the OpenSSL the nginx binary already links.
+ffi.cdef([[
+typedef struct evp_md_st EVP_MD;
+const EVP_MD *EVP_sha256(void);
+unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len,
+                    const unsigned char *d, size_t n, unsigned char *md, unsigned int *md_len);
+]])
+
+local crypto = nil
+local function libcrypto()
+    if crypto == nil then
+        local ok = pcall(function() return ffi.C.HMAC end)
+        crypto = ok and ffi.C or ffi.load("crypto")
+    end
+    return crypto
+end
+
+local function hmac_sha256(key, data)
+    local lib = libcrypto()
+    local out = ffi.new("unsigned char[32]")
+    local len = ffi.new("unsigned int[1]")
+    if lib.HMAC(lib.EVP_sha256(), key, #key, data, #data, out, len) == nil then
+        return nil
+    end
+    return ffi.string(out, len[0])
+end
+
+local function b64url_decode(s)
+    if type(s) ~= "string" or not s:match("^[%w%-_]*$") then
+        return nil
+    end
+    s = s:gsub("-", "+"):gsub("_", "/")
+    local pad = #s % 4
+    if pad == 1 then
+        return nil
+    elseif pad > 0 then
+        s = s .. string.rep("=", 4 - pad)
+    end
+    return ngx.decode_base64(s)
+end
+
+local function equal_time(a, b)
+    if #a ~= #b then
+        return false
+    end
+    local diff = 0
+    for i = 1, #a do
+        diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i)))
+    end
+    return diff == 0
+end
+
+-- Returns identity, or nil and the reason.
+local function verify_locally(token)
+    local h64, p64, s64 = token:match("^([%w%-_]+)%.([%w%-_]+)%.([%w%-_]*)$")
+    if not h64 then
+        return nil, "malformed token"
+    end
+    local header = cjson.decode(b64url_decode(h64) or "")
+    -- Only HS256: `alg: none` and algorithm confusion are refused here.
+    if type(header) ~= "table" or header.alg ~= "HS256" then
+        return nil, "unsupported token algorithm"
+    end
+    local signature = b64url_decode(s64)
+    local expected = hmac_sha256(secret, h64 .. "." .. p64)
+    if not signature or not expected or not equal_time(signature, expected) then
+        return nil, "bad token signature"
+    end
+    local claims = cjson.decode(b64url_decode(p64) or "")
+    if type(claims) ~= "table" or type(claims.identity) ~= "table" then
+        return nil, "token has no identity"
+    end
+    if type(claims.exp) ~= "number" or claims.exp <= ngx.time() then
+        return nil, "token expired"
+    end
+    local id = claims.identity
+    return {
+        user = header_safe(id.user),
+        name = header_safe(id.user_name),
+        company = header_safe(id.company),
+        exp = claims.exp,
+    }
+end
+
+---------------------------------------------------------------------------------------------
+-- Remote mode: ask ClearML who this token belongs to.
+
+-- Returns identity; or nil, reason, "invalid" | "unavailable".
+local function verify_remotely(token)
+    local res = ngx.location.capture("/__clearml_auth/validate", {
+        method = ngx.HTTP_POST,
+        vars = { clearml_auth_token = token },
+    })
+    if res.status == 401 or res.status == 403 then
+        return nil, "ClearML refused the token", "invalid"
+    end
+    if res.status ~= 200 then
+        return nil, "ClearML answered " .. tostring(res.status), "unavailable"
+    end
+    local doc = cjson.decode(res.body or "")
+    local user = type(doc) == "table" and type(doc.data) == "table" and doc.data.user
+    if type(user) ~= "table" then
+        return nil, "unexpected answer from ClearML", "unavailable"
+    end
+    local company = user.company
+    if type(company) == "table" then
+        company = company.id
+    end
+    return { user = header_safe(user.id), name = header_safe(user.name), company = header_safe(company) }
+end
+
+---------------------------------------------------------------------------------------------
+
+local function cache_key(token)
+    return "t:" .. ngx.encode_base64(ngx.sha1_bin(token))
+end
+
+-- Decision for a token: identity, or nil + reason + kind ("invalid" or "unavailable").
+local function decide(token)
+    local key = cache_key(token)
+    local now = ngx.now()
+    local cached = cjson.decode(cache:get(key) or "")
+    if type(cached) == "table" and cached.fresh_until > now then
+        if cached.ok then
+            return cached.identity
+        end
+        return nil, cached.reason, "invalid"
+    end
+    local identity, reason, kind
+    if settings.mode == "local" then
+        identity, reason = verify_locally(token)
+        kind = "invalid"
+    else
+        identity, reason, kind = verify_remotely(token)
+    end
+    if kind == "unavailable" then
+        -- ClearML is down: a recently confirmed user keeps access; nobody new gets in.
+        if type(cached) == "table" and cached.ok then
+            ngx.log(ngx.WARN, "clearml auth: ", reason, "; using a stale decision for a known user")
+            return cached.identity
+        end
+        return nil, reason, "unavailable"
+    end
+    local ttl = identity and settings.cache_ttl or settings.negative_ttl
+    local keep = identity and settings.stale_ttl or ttl
+    if identity and identity.exp then
+        local left = identity.exp - now
+        ttl = math.min(ttl, left)
+        keep = math.min(keep, left)
+    end
+    if keep > 0 then
+        cache:set(key, cjson.encode({
+            ok = identity ~= nil,
+            identity = identity,
+            reason = reason,
+            fresh_until = now + ttl,
+        }), keep)
+    end
+    if identity then
+        return identity
+    end
+    return nil, reason, "invalid"
+end
+
+local function bearer_token()
+    local header = ngx.var.http_authorization
+    if type(header) ~= "string" then
+        return nil
+    end
+    return header:match("^[Bb]earer%s+([%w%-_%.=]+)%s*$")
+end
+
+local function cookie_token()
+    local value = ngx.var["cookie_" .. settings.cookie_name]
+    if value and value:match("^[%w%-_%.=]+$") then
+        return value
+    end
+    return nil
+end
+
+-- Removes the ClearML cookie from the Cookie header, keeping the task's own cookies.
+local function strip_credentials()
+    local cookies = ngx.var.http_cookie
+    if cookies then
+        local kept = {}
+        for part in cookies:gmatch("[^;]+") do
+            local name = part:match("^%s*([^=]+)=")
+            if name ~= settings.cookie_name then
+                kept[#kept + 1] = part:gsub("^%s+", "")
+            end
+        end
+        if #kept > 0 then
+            ngx.req.set_header("Cookie", table.concat(kept, "; "))
+        else
+            ngx.req.clear_header("Cookie")
+        end
+    end
+    local authorization = ngx.var.http_authorization
+    if authorization and authorization:match("^[Bb]earer%s") then
+        ngx.req.clear_header("Authorization")
+    end
+end
+
+local function wants_html()
+    local accept = ngx.var.http_accept or ""
+    return accept:find("text/html", 1, true) ~= nil
+end
+
+local function html_escape(s)
+    return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }))
+end
+
+local function refuse(status, code, title, message, with_login)
+    ngx.status = status
+    ngx.header["Cache-Control"] = "no-store"
+    if wants_html() then
+        ngx.header["Content-Type"] = "text/html; charset=utf-8"
+        local login = ""
+        if with_login and settings.login_url and settings.login_url ~= "" then
+            local here = ngx.var.scheme .. "://" .. (ngx.var.http_host or "") .. ngx.var.request_uri
+            local href = settings.login_url .. "?redirect=" .. ngx.escape_uri(here)
+            login = "<p><a href=\"" .. html_escape(href) .. "\">Log in to ClearML</a>, then reload this page.</p>"
+        end
+        ngx.say("<!doctype html><html><head><meta charset=\"utf-8\"><title>", title,
+            "</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>",
+            title, "</h1><p>", message, "</p>", login, "<p><small>ClearML gateway</small></p></body></html>")
+    else
+        ngx.header["Content-Type"] = "application/json"
+        if status == 401 then
+            ngx.header["WWW-Authenticate"] = 'Bearer realm="clearml"'
+        end
+        ngx.say(cjson.encode({ error = code, message = message, login_url = with_login and settings.login_url or nil }))
+    end
+    return ngx.exit(status)
+end
+
+-- access phase: lets the request through with identity headers set, or answers it.
+function _M.check()
+    if not settings.enabled then
+        return true
+    end
+    if settings.broken then
+        return refuse(503, "auth_unavailable", "Gateway misconfigured",
+            "The gateway cannot check logins (its authentication settings are unreadable).", false)
+    end
+    if not settings.company or settings.company == "" then
+        return refuse(503, "auth_unavailable", "Gateway starting",
+            "The gateway has not learned its ClearML workspace yet. Retry in a moment.", false)
+    end
+    local token = bearer_token() or cookie_token()
+    if not token or token == "" then
+        return refuse(401, "unauthenticated", "Login required",
+            "This endpoint belongs to a ClearML task. Log in to ClearML to open it.", true)
+    end
+    local identity, reason, kind = decide(token)
+    if not identity then
+        if kind == "unavailable" then
+            ngx.log(ngx.ERR, "clearml auth: cannot check a login: ", reason)
+            return refuse(503, "auth_unavailable", "Cannot check your login",
+                "ClearML cannot be reached to check your login. Retry in a moment.", false)
+        end
+        return refuse(401, "unauthenticated", "Login required",
+            "Your ClearML login is not valid (" .. reason .. "). Log in again.", true)
+    end
+    if identity.company ~= settings.company then
+        return refuse(403, "forbidden", "Not your workspace",
+            "This endpoint belongs to another ClearML workspace.", false)
+    end
+    strip_credentials()
+    ngx.var.clearml_user_id = identity.user
+    ngx.var.clearml_user_name = identity.name
+    ngx.var.clearml_company_id = identity.company
+    return true
+end
+
+return _M
