@@ -72,8 +72,11 @@ impl RawEnv {
     pub fn from_process_env() -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars())
     }
+    /// Later pairs override earlier ones with the same name (defaults first, then overrides).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        envy::from_iter(vars).map_err(|e| ConfigError {
+        let unique: std::collections::BTreeMap<String, String> =
+            vars.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        envy::from_iter(unique).map_err(|e| ConfigError {
             var: "environment".into(),
             problem: e.to_string(),
             fix: "check the variable names in runtime.env".into(),
