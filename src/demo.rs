@@ -61,10 +61,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }));
 
     wait_for_endpoints(&emulator, &tasks).await?;
-    print_guide(&settings.router_url, &emulator, &tasks, &args);
+    let token = emulator.mint_token(&EmulatorConfig::default().user_id, Duration::from_secs(24 * 3600));
+    print_guide(&settings.router_url, &emulator, &tasks, &args, &token);
 
     let result = if args.smoke {
-        smoke_check(&settings.router_url, &emulator, &tasks).await
+        smoke_check(&settings.router_url, &emulator, &tasks, &token).await
     } else {
         tokio::signal::ctrl_c().await?;
         Ok(())
@@ -152,18 +153,32 @@ fn endpoint_of(emulator: &EmulatorHandle, task: &ExampleTask) -> Option<String> 
     emulator.task(&task.id)?.get("runtime")?.get(&key)?.as_str().map(str::to_owned)
 }
 
-fn print_guide(router_url: &str, emulator: &EmulatorHandle, tasks: &[ExampleTask], args: &DemoArgs) {
+fn print_guide(
+    router_url: &str,
+    emulator: &EmulatorHandle,
+    tasks: &[ExampleTask],
+    args: &DemoArgs,
+    token: &str,
+) {
     println!("\nClearML gateway demo is running.\n");
     println!("  ClearML emulator: {}", emulator.url());
     println!("  Proxy:            {router_url}  (nginx, config in {})", args.dir.display());
+    println!("\nEndpoints need a ClearML login. A token of the emulator's user (valid 24 h):");
+    println!("  TOKEN={token}");
+    println!("Scripts send it as `Authorization: Bearer $TOKEN`; a browser sends it as the cookie");
+    println!("`clearml_token_basic` (set it in the browser's dev tools for 127.0.0.1 to click the URLs).");
     println!("\nEndpoints the router published on the tasks:");
     for task in tasks {
         if let Some(url) = endpoint_of(emulator, task) {
             println!("  {:<14} {url}", task.title);
-            println!("  {:<14} curl {url}echo/hello   |  websocket: {}ws", "", url.replacen("http", "ws", 1));
+            println!("  {:<14} curl -H \"Authorization: Bearer $TOKEN\" {url}echo/hello", "");
         }
     }
-    println!("\nA task that stopped or never existed: curl -i {router_url}/service/0123456789abcdef/");
+    println!(
+        "\nWithout a login:                      curl -i {}",
+        tasks.first().and_then(|t| endpoint_of(emulator, t)).unwrap_or_default()
+    );
+    println!("A task that stopped or never existed: curl -i -H \"Authorization: Bearer $TOKEN\" {router_url}/service/0123456789abcdef/");
     println!("The hostile task (metadata address) was refused; see the warning in the log.");
     if !args.smoke {
         println!("\nPress Ctrl-C to stop.");
@@ -175,25 +190,31 @@ async fn smoke_check(
     router_url: &str,
     emulator: &EmulatorHandle,
     tasks: &[ExampleTask],
+    token: &str,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().no_proxy().build()?;
     let mut failures = Vec::new();
+    let mut check = |what: String, ok: bool| {
+        println!("smoke: {what} {}", if ok { "ok" } else { "UNEXPECTED" });
+        if !ok {
+            failures.push(what);
+        }
+    };
     for task in tasks {
         let url = endpoint_of(emulator, task).context("endpoint disappeared")?;
-        let response = http.get(format!("{url}echo/hello?x=1")).send().await?;
+        let response = http.get(format!("{url}echo/hello?x=1")).bearer_auth(token).send().await?;
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let ok = status == 200 && body["uri"] == "/echo/hello?x=1";
-        println!("smoke: GET {url}echo/hello?x=1 -> {status} {}", if ok { "ok" } else { "UNEXPECTED" });
-        if !ok {
-            failures.push(url);
-        }
+        check(
+            format!("GET {url}echo/hello?x=1 with a login -> {status}"),
+            status == 200 && body["uri"] == "/echo/hello?x=1",
+        );
+        let anonymous = http.get(&url).send().await?.status();
+        check(format!("GET {url} without a login -> {anonymous}"), anonymous == 401);
     }
-    let missing = http.get(format!("{router_url}/service/0123456789abcdef/")).send().await?.status();
-    println!("smoke: GET {router_url}/service/0123456789abcdef/ -> {missing} (expected 404)");
-    if missing != 404 {
-        failures.push("unknown service".into());
-    }
+    let missing =
+        http.get(format!("{router_url}/service/0123456789abcdef/")).bearer_auth(token).send().await?.status();
+    check(format!("GET {router_url}/service/0123456789abcdef/ -> {missing}"), missing == 404);
     if failures.is_empty() {
         println!("smoke: all checks passed");
         Ok(())
