@@ -11,8 +11,22 @@ use crate::model::{RouteId, TaskId};
 use crate::reconcile::RouteTable;
 use crate::sources::tasks::keys;
 
-/// Runtime key -> URL the router wants on one task.
-pub type Keys = BTreeMap<String, String>;
+/// One runtime key the router wants on a task, and what it goes back to when the route is gone
+/// (`None`: the key is removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Want {
+    pub value: Value,
+    pub restore: Option<Value>,
+}
+
+impl Want {
+    fn removable(value: Value) -> Self {
+        Self { value, restore: None }
+    }
+}
+
+/// Runtime key -> what the router wants there, for one task.
+pub type Keys = BTreeMap<String, Want>;
 
 /// The URL a route is served at.
 pub fn route_url(router_url: &str, route: &RouteId) -> String {
@@ -20,31 +34,59 @@ pub fn route_url(router_url: &str, route: &RouteId) -> String {
 }
 
 /// Every key the router wants written, per task.
-pub fn desired_keys(router_url: &str, table: &RouteTable) -> BTreeMap<TaskId, Keys> {
+///
+/// HTTP: `endpoint` and `browser_endpoint`. TCP: `external_address`/`external_tcp_port` become the
+/// router's address and allocated port (restored to the task's own when the route goes), and the
+/// task's own address and port are kept under the router-owned keys.
+pub fn desired_keys(
+    router_url: &str,
+    tcp_address: Option<&str>,
+    table: &RouteTable,
+) -> BTreeMap<TaskId, Keys> {
     let mut out: BTreeMap<TaskId, Keys> = BTreeMap::new();
     for route in table.http.values() {
-        let url = route_url(router_url, &route.id);
+        let url = Value::String(route_url(router_url, &route.id));
         let keys = out.entry(route.task.clone()).or_default();
         for base in [keys::ENDPOINT, keys::BROWSER_ENDPOINT] {
-            keys.insert(keys::with_suffix(base, route.endpoint.as_ref()), url.clone());
+            keys.insert(keys::with_suffix(base, route.endpoint.as_ref()), Want::removable(url.clone()));
         }
+    }
+    let Some(tcp_address) = tcp_address else { return out };
+    for route in table.tcp.values() {
+        let keys = out.entry(route.task.clone()).or_default();
+        let key = |base| keys::with_suffix(base, route.endpoint.as_ref());
+        let task_address = Value::String(route.target.addr().ip().to_string());
+        let task_port = Value::from(route.target.addr().port());
+        keys.insert(
+            key(keys::TCP_ADDRESS),
+            Want { value: Value::String(tcp_address.to_owned()), restore: Some(task_address.clone()) },
+        );
+        keys.insert(
+            key(keys::TCP_PORT),
+            Want { value: Value::from(route.port.get()), restore: Some(task_port.clone()) },
+        );
+        keys.insert(key(keys::TCP_TARGET_ADDRESS), Want::removable(task_address));
+        keys.insert(key(keys::TCP_TARGET_PORT), Want::removable(task_port));
     }
     out
 }
 
-/// Applies `want` to `runtime`: sets wanted keys, and removes keys we wrote before (`ours`) that
-/// are no longer wanted, unless someone else has changed them since. Returns true if it changed.
+/// Applies `want` to `runtime`: sets wanted keys, and takes back keys we wrote before (`ours`)
+/// that are no longer wanted, unless someone else has changed them since. True if it changed.
 pub fn merge(runtime: &mut Map<String, Value>, want: &Keys, ours: &Keys) -> bool {
     let mut changed = false;
-    for (key, url) in want {
-        if runtime.get(key).and_then(Value::as_str) != Some(url) {
-            runtime.insert(key.clone(), Value::String(url.clone()));
+    for (key, w) in want {
+        if runtime.get(key) != Some(&w.value) {
+            runtime.insert(key.clone(), w.value.clone());
             changed = true;
         }
     }
-    for (key, url) in ours {
-        if !want.contains_key(key) && runtime.get(key).and_then(Value::as_str) == Some(url) {
-            runtime.remove(key);
+    for (key, w) in ours {
+        if !want.contains_key(key) && runtime.get(key) == Some(&w.value) {
+            match &w.restore {
+                Some(previous) => runtime.insert(key.clone(), previous.clone()),
+                None => runtime.remove(key),
+            };
             changed = true;
         }
     }
@@ -55,6 +97,7 @@ pub fn merge(runtime: &mut Map<String, Value>, want: &Keys, ours: &Keys) -> bool
 #[derive(Debug, Default)]
 pub struct Advertiser {
     router_url: String,
+    tcp_address: Option<String>,
     advertised: BTreeMap<TaskId, Keys>,
 }
 
@@ -66,26 +109,23 @@ pub struct SyncReport {
 }
 
 impl Advertiser {
-    pub fn new(router_url: &str) -> Self {
-        Self { router_url: router_url.to_owned(), advertised: BTreeMap::new() }
+    pub fn new(router_url: &str, tcp_address: Option<&str>) -> Self {
+        Self {
+            router_url: router_url.to_owned(),
+            tcp_address: tcp_address.map(str::to_owned),
+            advertised: BTreeMap::new(),
+        }
     }
 
     /// Seeds what a previous run advertised (from the routing table it left on disk).
-    pub fn assume_advertised(&mut self, routes: impl IntoIterator<Item = RouteId>) {
-        for route in routes {
-            let (task, endpoint) = route.parts();
-            let url = route_url(&self.router_url, &route);
-            let keys = self.advertised.entry(task).or_default();
-            for base in [keys::ENDPOINT, keys::BROWSER_ENDPOINT] {
-                keys.insert(keys::with_suffix(base, endpoint.as_ref()), url.clone());
-            }
-        }
+    pub fn assume_advertised(&mut self, table: &RouteTable) {
+        self.advertised = desired_keys(&self.router_url, self.tcp_address.as_deref(), table);
     }
 
     /// Brings every task's runtime in line with the live table. Only called after the proxy
     /// confirmed the table, so an advertised URL always works.
     pub async fn sync(&mut self, client: &ClearmlClient, table: &RouteTable) -> SyncReport {
-        let desired = desired_keys(&self.router_url, table);
+        let desired = desired_keys(&self.router_url, self.tcp_address.as_deref(), table);
         let tasks: BTreeSet<TaskId> = desired.keys().chain(self.advertised.keys()).cloned().collect();
         let mut report = SyncReport::default();
         let empty = Keys::new();
@@ -156,16 +196,24 @@ mod tests {
 
     #[test]
     fn merge_sets_wanted_and_retracts_only_unchanged_keys() {
-        let url = "http://gw/service/t/".to_string();
-        let ours: Keys = [("endpoint".into(), url.clone()), ("browser_endpoint".into(), url.clone())].into();
-        let mut runtime = json!({"_PORT": 1, "endpoint": url, "browser_endpoint": "http://other/"})
+        let url = json!("http://gw/service/t/");
+        let ours: Keys = [
+            ("endpoint".into(), Want::removable(url.clone())),
+            ("browser_endpoint".into(), Want::removable(url.clone())),
+            ("external_address".into(), Want { value: json!("gw"), restore: Some(json!("10.0.0.5")) }),
+        ]
+        .into();
+        let mut runtime = json!({"_PORT": 1, "endpoint": url, "browser_endpoint": "http://other/", "external_address": "gw"})
             .as_object()
             .unwrap()
             .clone();
         assert!(merge(&mut runtime, &Keys::new(), &ours));
-        assert_eq!(Value::Object(runtime.clone()), json!({"_PORT": 1, "browser_endpoint": "http://other/"}));
+        assert_eq!(
+            Value::Object(runtime.clone()),
+            json!({"_PORT": 1, "browser_endpoint": "http://other/", "external_address": "10.0.0.5"})
+        );
         assert!(!merge(&mut runtime, &Keys::new(), &ours));
         assert!(merge(&mut runtime, &ours, &Keys::new()));
-        assert_eq!(runtime["browser_endpoint"], json!(url));
+        assert_eq!(runtime["browser_endpoint"], url);
     }
 }

@@ -20,3 +20,4 @@ pub mod render;
 pub mod router;
 pub mod sample_apps;
 pub mod sources;
+pub mod tcp_ports;

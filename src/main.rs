@@ -10,7 +10,8 @@ use clearml_gateway::config::{RawEnv, Settings};
 use clearml_gateway::demo::{self, DemoArgs};
 use clearml_gateway::dry_run::DryRun;
 use clearml_gateway::reconcile::RouteTable;
-use clearml_gateway::router::target_policy;
+use clearml_gateway::router::{target_policy, tcp_plan};
+use clearml_gateway::sources::applied::table_from_routes_file;
 use clearml_gateway::sources::snapshot::Snapshot;
 use clearml_gateway::{app, clearml};
 
@@ -155,7 +156,14 @@ async fn dry_run(
             Some(path) => Snapshot::from_file(path)?,
             None => poll_once(&settings).await?,
         };
-        let table = RouteTable::build(&snapshot, &target_policy(&settings));
+        // Keep the TCP ports of the previous output, so that the diff shows real changes only.
+        let previous_ports = previous
+            .as_ref()
+            .and_then(|dir| std::fs::read(dir.join("lua").join(clearml_gateway::render::ROUTES_FILE)).ok())
+            .map(|bytes| table_from_routes_file(&bytes).tcp_ports())
+            .unwrap_or_default();
+        let plan = tcp_plan(&settings, previous_ports);
+        let table = RouteTable::build_with(&snapshot, &target_policy(&settings), &plan);
         let dry = DryRun {
             layout: app::layout(&settings, snapshot.company.clone()),
             router_url: settings.router_url.clone(),

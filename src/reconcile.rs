@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::model::{EndpointName, RouteId, Target, TargetPolicy, TaskId};
 use crate::sources::snapshot::Snapshot;
-use crate::sources::tasks::{read_task, wants_routing};
+use crate::sources::tasks::{read_task_with, wants_routing};
+use crate::tcp_ports::{allocate, TcpPlan, TcpRoute};
 
 /// One HTTP endpoint of a task, served at `/service/<id>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,17 +44,25 @@ impl Refusal {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     pub http: BTreeMap<RouteId, HttpRoute>,
+    /// TCP endpoints with their allocated ports.
+    pub tcp: BTreeMap<RouteId, TcpRoute>,
     pub refusals: Vec<Refusal>,
     /// Current runtime dict of each routed task, as polled (write-back compares against it).
     pub runtimes: BTreeMap<TaskId, Map<String, Value>>,
 }
 
 impl RouteTable {
+    /// The table without TCP endpoints (they are refused: no `TCP_ROUTER_ADDRESS`).
     pub fn build(snapshot: &Snapshot, policy: &TargetPolicy) -> Self {
+        Self::build_with(snapshot, policy, &TcpPlan::default())
+    }
+
+    pub fn build_with(snapshot: &Snapshot, policy: &TargetPolicy, tcp: &TcpPlan) -> Self {
         let mut table = RouteTable::default();
         let mut seen = BTreeSet::new();
+        let mut tcp_requests = Vec::new();
         for task in snapshot.tasks.iter().filter(|t| wants_routing(t)) {
-            let read = read_task(task, policy);
+            let read = read_task_with(task, policy, tcp.router_address.as_deref());
             table.refusals.extend(read.refusals);
             let Some(id) = read.task else { continue };
             if !seen.insert(id.clone()) {
@@ -65,14 +74,23 @@ impl RouteTable {
             for route in read.routes {
                 table.http.insert(route.id.clone(), route);
             }
+            tcp_requests.extend(read.tcp);
             table.runtimes.insert(id, read.runtime);
         }
+        let (tcp_routes, tcp_refusals) = allocate(tcp_requests, tcp);
+        table.tcp = tcp_routes;
+        table.refusals.extend(tcp_refusals);
         table
+    }
+
+    /// The allocated TCP ports, to keep them stable at the next build.
+    pub fn tcp_ports(&self) -> BTreeMap<RouteId, crate::model::Port> {
+        self.tcp.iter().map(|(id, r)| (id.clone(), r.port)).collect()
     }
 
     /// Ids of tasks with at least one live route.
     pub fn routed_tasks(&self) -> BTreeSet<&TaskId> {
-        self.http.values().map(|r| &r.task).collect()
+        self.http.values().map(|r| &r.task).chain(self.tcp.values().map(|r| &r.task)).collect()
     }
 }
 

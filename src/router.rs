@@ -10,9 +10,13 @@ use crate::apply::reloader::Reloader;
 use crate::apply::{Applier, ApplyOutcome};
 use crate::clearml::{ApiError, ClearmlClient, TaskQuery};
 use crate::config::{queue_pattern_regex, QueueFilter, Settings};
-use crate::model::{RouteId, TargetPolicy};
+use std::collections::BTreeMap;
+
+use crate::model::{Port, RouteId, TargetPolicy};
 use crate::reconcile::RouteTable;
+use crate::sources::applied::table_from_routes_file;
 use crate::sources::snapshot::Snapshot;
+use crate::tcp_ports::TcpPlan;
 
 /// How long resolved queue ids are reused before asking ClearML again (queues come and go rarely).
 const QUEUE_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -23,6 +27,7 @@ pub struct RouterLoop<R: Reloader> {
     applier: Applier<R>,
     advertiser: Advertiser,
     policy: TargetPolicy,
+    tcp: TcpPlan,
     queues: Option<(Instant, Vec<String>)>,
     last_poll_error: Option<String>,
     last_refusals: BTreeSet<String>,
@@ -37,22 +42,26 @@ pub fn target_policy(settings: &Settings) -> TargetPolicy {
     }
 }
 
-/// Route ids in a routing table a previous run left on disk (to retract its endpoints later).
-pub fn routes_on_disk(bytes: &[u8]) -> Vec<RouteId> {
-    let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    doc.get("routes")
-        .and_then(|r| r.as_object())
-        .map(|routes| routes.keys().filter_map(|k| RouteId::parse(k).ok()).collect())
-        .unwrap_or_default()
+/// TCP allocation settings; `previous` keeps ports stable across polls and restarts.
+pub fn tcp_plan(settings: &Settings, previous: BTreeMap<RouteId, Port>) -> TcpPlan {
+    TcpPlan {
+        router_address: settings.tcp.router_address.clone(),
+        first_port: settings.tcp.port_start.get(),
+        last_port: settings.tcp.port_end.get(),
+        previous,
+    }
 }
 
 impl<R: Reloader> RouterLoop<R> {
     pub fn new(settings: Settings, client: ClearmlClient, applier: Applier<R>) -> Self {
-        let mut advertiser = Advertiser::new(&settings.router_url);
+        let mut advertiser = Advertiser::new(&settings.router_url, settings.tcp.router_address.as_deref());
         let routes_file = applier.lua_dir.join(crate::render::ROUTES_FILE);
-        if let Ok(Some(bytes)) = crate::apply::files::read_if_exists(&routes_file) {
-            advertiser.assume_advertised(routes_on_disk(&bytes));
-        }
+        let left_on_disk = match crate::apply::files::read_if_exists(&routes_file) {
+            Ok(Some(bytes)) => table_from_routes_file(&bytes),
+            _ => RouteTable::default(),
+        };
+        advertiser.assume_advertised(&left_on_disk);
+        let tcp = tcp_plan(&settings, left_on_disk.tcp_ports());
         let policy = target_policy(&settings);
         Self {
             settings,
@@ -60,6 +69,7 @@ impl<R: Reloader> RouterLoop<R> {
             applier,
             advertiser,
             policy,
+            tcp,
             queues: None,
             last_poll_error: None,
             last_refusals: BTreeSet::new(),
@@ -115,7 +125,7 @@ impl<R: Reloader> RouterLoop<R> {
         if !self.learn_company().await {
             return;
         }
-        let table = RouteTable::build(&snapshot, &self.policy);
+        let table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp);
         self.log_refusals(&table);
         match self.applier.apply(&table).await {
             Ok(ApplyOutcome::Unchanged) => {}
@@ -130,6 +140,8 @@ impl<R: Reloader> RouterLoop<R> {
                 return;
             }
         }
+        // Applied: these ports are the ones to keep from now on.
+        self.tcp.previous = table.tcp_ports();
         let report = self.advertiser.sync(&self.client, &table).await;
         for task in &report.written {
             tracing::info!(task = %task, "endpoint keys updated on the task");

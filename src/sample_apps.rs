@@ -124,3 +124,18 @@ async fn upload(_headers: HeaderMap, body: Body) -> Response {
     }
     Json(json!({ "bytes": bytes, "sha256": hex::encode(hasher.finalize()) })).into_response()
 }
+
+/// A TCP echo server standing in for a task's SSH or other raw TCP service.
+pub async fn start_tcp_echo(bind: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut reader, mut writer) = socket.split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            });
+        }
+    });
+    Ok(addr)
+}

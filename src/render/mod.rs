@@ -18,6 +18,9 @@ pub use auth::AuthLayout;
 
 /// Name of the file the router writes into the proxy's conf.d (http context).
 pub const CONF_FILE: &str = "clearml-router.conf";
+/// Name of the TCP (stream context) file in conf.d; the proxy's nginx.conf includes
+/// `conf.d/*.stream` inside `stream {}`.
+pub const STREAM_FILE: &str = "clearml-router.stream";
 /// Name of the Lua module, in the Lua directory.
 pub const LUA_MODULE_FILE: &str = "clearml_router.lua";
 /// Name of the JSON routing table, in the Lua directory.
@@ -28,8 +31,12 @@ pub const AUTH_SETTINGS_FILE: &str = "auth.json";
 pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
 
 const ROUTER_CONF_TEMPLATE: &str = include_str!("../../templates/router.conf.tera");
+const ROUTER_STREAM_TEMPLATE: &str = include_str!("../../templates/router.stream.tera");
 const LUA_MODULE: &str = include_str!("../../lua/clearml_router.lua");
 const AUTH_MODULE: &str = include_str!("../../lua/clearml_auth.lua");
+
+/// How long an idle connection (websocket, SSH) is kept open.
+const IDLE_TIMEOUT: &str = "1d";
 
 /// CA bundle the proxy trusts when it checks logins against an https ClearML server.
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -96,9 +103,20 @@ struct RouteEntry<'a> {
 }
 
 #[derive(Serialize)]
+struct TcpEntry<'a> {
+    listen: u16,
+    host: String,
+    port: u16,
+    task: &'a str,
+}
+
+#[derive(Serialize)]
 struct RoutesDoc<'a> {
     version: &'a str,
     routes: &'a BTreeMap<&'a RouteId, RouteEntry<'a>>,
+    /// TCP endpoints are served by the stream config; listed here so a restarted router keeps
+    /// their ports.
+    tcp: BTreeMap<&'a RouteId, TcpEntry<'a>>,
 }
 
 /// Renders the proxy files for `table` with `layout`.
@@ -118,14 +136,29 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
         })
         .collect();
     let routes_version = sha256_hex(&[serde_json::to_vec(&routes).expect("routes serialize").as_slice()]);
-    let routes_bytes = serde_json::to_vec_pretty(&RoutesDoc { version: &routes_version, routes: &routes })
-        .expect("routes serialize");
+    let tcp = table
+        .tcp
+        .values()
+        .map(|r| {
+            let entry = TcpEntry {
+                listen: r.port.get(),
+                host: r.target.addr().ip().to_string(),
+                port: r.target.addr().port(),
+                task: r.task.as_str(),
+            };
+            (&r.id, entry)
+        })
+        .collect();
+    let routes_bytes =
+        serde_json::to_vec_pretty(&RoutesDoc { version: &routes_version, routes: &routes, tcp })
+            .expect("routes serialize");
 
     let mut structural = vec![
         RenderedFile::new(Dir::Lua, LUA_MODULE_FILE, LUA_MODULE.as_bytes().to_vec()),
         RenderedFile::new(Dir::Lua, AUTH_MODULE_FILE, AUTH_MODULE.as_bytes().to_vec()),
         RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
         RenderedFile { secret: true, ..RenderedFile::new(Dir::Lua, AUTH_KEY_FILE, layout.auth.key_file()) },
+        RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout, table)?.into_bytes()),
     ];
     if let Some(company) = layout.auth.company_id.as_deref().filter(|c| !auth::valid_company_id(c)) {
         return Err(RenderError::UnsafeCompany(crate::model::display_untrusted(company)));
@@ -157,7 +190,7 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     ctx.insert("routes_file", &format!("{lua_dir}/{ROUTES_FILE}"));
     ctx.insert("poll_seconds", "0.25");
     ctx.insert("connect_timeout", "10s");
-    ctx.insert("idle_timeout", "1d");
+    ctx.insert("idle_timeout", IDLE_TIMEOUT);
     ctx.insert("config_hash", config_hash);
     ctx.insert("auth_settings_file", &format!("{lua_dir}/{AUTH_SETTINGS_FILE}"));
     ctx.insert("auth_key_file", &format!("{lua_dir}/{AUTH_KEY_FILE}"));
@@ -168,6 +201,25 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     ctx.insert("auth_verify_tls", &auth.verify_tls);
     ctx.insert("ca_bundle", CA_BUNDLE);
     render_template("router.conf", ROUTER_CONF_TEMPLATE, &ctx)
+}
+
+fn render_stream(layout: &Layout, table: &RouteTable) -> Result<String, RenderError> {
+    #[derive(Serialize)]
+    struct StreamRoute<'a> {
+        id: &'a str,
+        port: u16,
+        target: String,
+    }
+    let routes: Vec<StreamRoute> = table
+        .tcp
+        .values()
+        .map(|r| StreamRoute { id: r.id.as_str(), port: r.port.get(), target: r.target.to_string() })
+        .collect();
+    let mut ctx = tera::Context::new();
+    ctx.insert("router_name", &layout.router_name);
+    ctx.insert("routes", &routes);
+    ctx.insert("idle_timeout", IDLE_TIMEOUT);
+    render_template("router.stream", ROUTER_STREAM_TEMPLATE, &ctx)
 }
 
 /// Renders one embedded template (no autoescaping: every inserted value is validated first).

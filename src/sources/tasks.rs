@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::clearml::EXTERNAL_SERVICE_TAG;
+use crate::model::Target;
 use crate::model::{display_untrusted, json_kind, EndpointName, Port, RouteId, TargetPolicy, TaskId};
 use crate::reconcile::{HttpRoute, Refusal};
 
@@ -15,6 +16,14 @@ pub mod keys {
     pub const ENDPOINT: &str = "endpoint";
     pub const BROWSER_ENDPOINT: &str = "browser_endpoint";
     pub const ENDPOINT_MODE: &str = "_ROUTER_ENDPOINT_MODE";
+    pub const TCP_ADDRESS: &str = "external_address";
+    pub const TCP_PORT: &str = "external_tcp_port";
+    pub const TCP_UPSTREAM_PORT: &str = "upstream_task_port";
+    /// Router-owned: the task's own address and port of a TCP endpoint, kept when the router
+    /// overwrites `external_address`/`external_tcp_port` with its own, so that a restarted router
+    /// still knows where to route (and never routes to itself).
+    pub const TCP_TARGET_ADDRESS: &str = "_ROUTER_TARGET_ADDRESS";
+    pub const TCP_TARGET_PORT: &str = "_ROUTER_TARGET_PORT";
 
     /// `base` for the first unnamed endpoint, `base__name` otherwise.
     pub fn with_suffix(base: &str, name: Option<&super::EndpointName>) -> String {
@@ -28,12 +37,25 @@ pub mod keys {
 const SERVICE_HTTP: &str = "EXTERNAL";
 const SERVICE_TCP: &str = "EXTERNAL_TCP";
 
+/// A TCP endpoint a task asked for, before a port is allocated to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpRequest {
+    pub id: RouteId,
+    pub task: TaskId,
+    pub endpoint: Option<EndpointName>,
+    pub target: Target,
+    /// The port the task says this router gave it before (from its runtime), to keep it.
+    pub claimed_port: Option<Port>,
+    pub task_name: String,
+}
+
 /// What one task contributes: its routes, its refusals, and its current runtime (for write-back).
 #[derive(Debug, Default)]
 pub struct TaskEndpoints {
     pub task: Option<TaskId>,
     pub runtime: Map<String, Value>,
     pub routes: Vec<HttpRoute>,
+    pub tcp: Vec<TcpRequest>,
     pub refusals: Vec<Refusal>,
 }
 
@@ -49,6 +71,16 @@ pub fn wants_routing(task: &Value) -> bool {
 }
 
 pub fn read_task(task: &Value, policy: &TargetPolicy) -> TaskEndpoints {
+    read_task_with(task, policy, None)
+}
+
+/// Reads one task; `tcp_router_address` is `TCP_ROUTER_ADDRESS` (the address the router writes
+/// into `external_address`), needed to tell its own answer from a fresh request.
+pub fn read_task_with(
+    task: &Value,
+    policy: &TargetPolicy,
+    tcp_router_address: Option<&str>,
+) -> TaskEndpoints {
     let mut out = TaskEndpoints::default();
     let raw_id = task.get("id");
     let id = match raw_id.and_then(Value::as_str).map(TaskId::parse) {
@@ -85,18 +117,37 @@ pub fn read_task(task: &Value, policy: &TargetPolicy) -> TaskEndpoints {
                 continue;
             }
         };
-        match read_http_endpoint(&runtime, endpoint.as_ref(), service, policy) {
-            Ok(target) => out.routes.push(HttpRoute {
-                id: RouteId::for_endpoint(&id, endpoint.as_ref()),
-                task: id.clone(),
-                endpoint,
-                target,
-                task_name: name.clone(),
-                user: user.clone(),
+        let service_key = keys::with_suffix(keys::SERVICE, endpoint.as_ref());
+        let read = match service.as_str() {
+            Some(SERVICE_HTTP) => read_http_endpoint(&runtime, endpoint.as_ref(), policy).map(|target| {
+                out.routes.push(HttpRoute {
+                    id: RouteId::for_endpoint(&id, endpoint.as_ref()),
+                    task: id.clone(),
+                    endpoint: endpoint.clone(),
+                    target,
+                    task_name: name.clone(),
+                    user: user.clone(),
+                })
             }),
-            Err(reason) => {
-                out.refusals.push(Refusal::endpoint(id.as_str(), endpoint_label.to_owned(), reason))
-            }
+            Some(SERVICE_TCP) => read_tcp_endpoint(&runtime, endpoint.as_ref(), policy, tcp_router_address)
+                .map(|(target, claimed_port)| {
+                    out.tcp.push(TcpRequest {
+                        id: RouteId::for_endpoint(&id, endpoint.as_ref()),
+                        task: id.clone(),
+                        endpoint: endpoint.clone(),
+                        target,
+                        claimed_port,
+                        task_name: name.clone(),
+                    })
+                }),
+            Some(other) => Err(format!(
+                "{service_key}: unknown service {:?} (expected EXTERNAL or EXTERNAL_TCP)",
+                display_untrusted(other)
+            )),
+            None => Err(format!("{service_key}: must be a string, got {}", json_kind(service))),
+        };
+        if let Err(reason) = read {
+            out.refusals.push(Refusal::endpoint(id.as_str(), endpoint_label.to_owned(), reason));
         }
     }
     out.task = Some(id);
@@ -123,39 +174,69 @@ fn service_keys(runtime: &Map<String, Value>) -> Vec<(Option<&str>, &Value)> {
 fn read_http_endpoint(
     runtime: &Map<String, Value>,
     endpoint: Option<&EndpointName>,
-    service: &Value,
     policy: &TargetPolicy,
-) -> Result<crate::model::Target, String> {
-    let service_key = keys::with_suffix(keys::SERVICE, endpoint);
-    match service.as_str() {
-        Some(SERVICE_HTTP) => {}
-        Some(SERVICE_TCP) => {
-            return Err(format!("{service_key}: TCP endpoints are not routed by this router version"))
-        }
-        Some(other) => {
-            return Err(format!(
-                "{service_key}: unknown service {:?} (expected EXTERNAL or EXTERNAL_TCP)",
-                display_untrusted(other)
-            ))
-        }
-        None => return Err(format!("{service_key}: must be a string, got {}", json_kind(service))),
-    }
+) -> Result<Target, String> {
     let mode_key = keys::with_suffix(keys::ENDPOINT_MODE, endpoint);
     if runtime.get(&mode_key).is_some_and(|m| !m.is_null()) {
         return Err(format!("{mode_key}: static routes are not supported by this router version"));
     }
     let address_key = keys::with_suffix(keys::ADDRESS, endpoint);
-    let port_key = keys::with_suffix(keys::PORT, endpoint);
-    let address = match runtime.get(&address_key) {
-        Some(Value::String(s)) => s.as_str(),
-        Some(other) => return Err(format!("{address_key}: must be a string, got {}", json_kind(other))),
-        None => return Err(format!("{address_key}: missing")),
-    };
-    let port = match runtime.get(&port_key) {
-        Some(v) => Port::from_json(v).map_err(|e| format!("{port_key}: {e}"))?,
-        None => return Err(format!("{port_key}: missing")),
-    };
+    let address = string_key(runtime, &address_key)?;
+    let port = port_key(runtime, &keys::with_suffix(keys::PORT, endpoint))?;
     policy.check(address, port).map_err(|e| format!("{address_key}: {e}"))
+}
+
+/// A TCP endpoint's target, and the port this router published for it before (if any).
+///
+/// The SDK writes `external_address` + `external_tcp_port` + `upstream_task_port`;
+/// clearml-session writes the first two only. Once the router answered, `external_*` hold the
+/// router's own address and port and the task's are under the router-owned keys.
+fn read_tcp_endpoint(
+    runtime: &Map<String, Value>,
+    endpoint: Option<&EndpointName>,
+    policy: &TargetPolicy,
+    router_address: Option<&str>,
+) -> Result<(Target, Option<Port>), String> {
+    let address_key = keys::with_suffix(keys::TCP_ADDRESS, endpoint);
+    let address = string_key(runtime, &address_key)?;
+    let port = port_key(runtime, &keys::with_suffix(keys::TCP_PORT, endpoint))?;
+    let owned_address_key = keys::with_suffix(keys::TCP_TARGET_ADDRESS, endpoint);
+    let owned_port_key = keys::with_suffix(keys::TCP_TARGET_PORT, endpoint);
+    if router_address.is_some_and(|own| own == address) {
+        if !runtime.contains_key(&owned_address_key) {
+            return Err(format!(
+                "{address_key}: is the router's own address and {owned_address_key} is missing; refusing to route to itself"
+            ));
+        }
+        let target_address = string_key(runtime, &owned_address_key)?;
+        let target_port = port_key(runtime, &owned_port_key)?;
+        let target =
+            policy.check(target_address, target_port).map_err(|e| format!("{owned_address_key}: {e}"))?;
+        return Ok((target, Some(port)));
+    }
+    // A fresh request (or a re-request after the task moved): the task's own address and port.
+    let upstream_key = keys::with_suffix(keys::TCP_UPSTREAM_PORT, endpoint);
+    let target_port = match runtime.get(&upstream_key) {
+        Some(v) if !v.is_null() => Port::from_json(v).map_err(|e| format!("{upstream_key}: {e}"))?,
+        _ => port,
+    };
+    let target = policy.check(address, target_port).map_err(|e| format!("{address_key}: {e}"))?;
+    Ok((target, None))
+}
+
+fn string_key<'a>(runtime: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
+    match runtime.get(key) {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(other) => Err(format!("{key}: must be a string, got {}", json_kind(other))),
+        None => Err(format!("{key}: missing")),
+    }
+}
+
+fn port_key(runtime: &Map<String, Value>, key: &str) -> Result<Port, String> {
+    match runtime.get(key) {
+        Some(v) => Port::from_json(v).map_err(|e| format!("{key}: {e}")),
+        None => Err(format!("{key}: missing")),
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +262,27 @@ mod tests {
             ids,
             vec![("abc".into(), "10.0.0.5:8888".into()), ("abc__api".into(), "10.0.0.5:9000".into())]
         );
+    }
+
+    #[test]
+    fn reads_tcp_requests_from_the_sdk_clearml_session_and_the_routers_own_answer() {
+        let sdk = json!({"id": "t1", "runtime": {"_SERVICE__ssh": "EXTERNAL_TCP", "external_address__ssh": "10.0.0.5",
+            "external_tcp_port__ssh": 2222, "upstream_task_port__ssh": 22}});
+        let got = read_task_with(&sdk, &policy(), Some("gw.example.com"));
+        assert_eq!(got.tcp[0].target.to_string(), "10.0.0.5:22");
+        assert_eq!(got.tcp[0].id.as_str(), "t1__ssh");
+        assert_eq!(got.tcp[0].claimed_port, None);
+        let session = json!({"id": "t2", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "10.0.0.6", "external_tcp_port": "10022"}});
+        let got = read_task_with(&session, &policy(), Some("gw.example.com"));
+        assert_eq!(got.tcp[0].target.to_string(), "10.0.0.6:10022");
+        let answered = json!({"id": "t3", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "gw.example.com",
+            "external_tcp_port": 10005, "_ROUTER_TARGET_ADDRESS": "10.0.0.7", "_ROUTER_TARGET_PORT": 22}});
+        let got = read_task_with(&answered, &policy(), Some("gw.example.com"));
+        assert_eq!(got.tcp[0].target.to_string(), "10.0.0.7:22");
+        assert_eq!(got.tcp[0].claimed_port.map(|p| p.get()), Some(10005));
+        let looping = json!({"id": "t4", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "gw.example.com", "external_tcp_port": 10005}});
+        let got = read_task_with(&looping, &policy(), Some("gw.example.com"));
+        assert!(got.refusals[0].reason.contains("refusing to route to itself"), "{:?}", got.refusals);
     }
 
     #[test]
