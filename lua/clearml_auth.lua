@@ -187,6 +187,11 @@ local function decide(token)
         end
         return nil, cached.reason, "invalid"
     end
+    if type(cached) == "table" and cached.ok and not cache:add("lock:" .. key, true, 5) then
+        -- Another request is already re-checking this login: use the known answer meanwhile
+        -- instead of sending every concurrent request to ClearML.
+        return cached.identity
+    end
     local identity, reason, kind
     if settings.mode == "local" then
         identity, reason = verify_locally(token)
@@ -195,6 +200,7 @@ local function decide(token)
         identity, reason, kind = verify_remotely(token)
     end
     if kind == "unavailable" then
+        cache:delete("lock:" .. key)
         -- ClearML is down: a recently confirmed user keeps access; nobody new gets in.
         if type(cached) == "table" and cached.ok then
             ngx.log(ngx.WARN, "clearml auth: ", reason, "; using a stale decision for a known user")
@@ -217,6 +223,7 @@ local function decide(token)
             fresh_until = now + ttl,
         }), keep)
     end
+    cache:delete("lock:" .. key)
     if identity then
         return identity
     end
