@@ -66,6 +66,8 @@ pub struct RawEnv {
     router_nginx_bin: Option<String>,
     router_luajit_bin: Option<String>,
     router_allow_loopback_targets: Option<String>,
+    router_status_address: Option<String>,
+    clearml_web_host: Option<String>,
 }
 
 impl RawEnv {
@@ -157,6 +159,10 @@ pub struct Settings {
     pub api_timeout: Duration,
     pub proxy: ProxySettings,
     pub allow_loopback_targets: bool,
+    /// Where the router serves its status page, JSON API and metrics (loopback by default).
+    pub status_address: std::net::SocketAddr,
+    /// The ClearML web app, for links to tasks on the status page.
+    pub web_host: String,
 }
 
 impl Settings {
@@ -277,6 +283,14 @@ impl Settings {
                 ));
             }
         }
+        let status_address = take(&mut errors, status_address_var(raw.router_status_address.as_deref()));
+        let web_host = take(
+            &mut errors,
+            match present(raw.clearml_web_host.as_deref()) {
+                Some(url) => url_var("CLEARML_WEB_HOST", Some(url), "set the ClearML web app URL, e.g. https://app.clear.ml"),
+                None => Ok(String::new()),
+            },
+        );
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -319,6 +333,10 @@ impl Settings {
                 auto_reload_config: auto_reload.expect(some),
             },
             allow_loopback_targets: allow_loopback.expect(some),
+            status_address: status_address.expect(some),
+            web_host: Some(web_host.expect(some))
+                .filter(|url| !url.is_empty())
+                .unwrap_or_else(|| default_web_host(api_host.as_deref().expect(some))),
         })
     }
 
@@ -444,6 +462,23 @@ fn url_var(var: &str, value: Option<&str>, fix: &str) -> Result<String, ConfigEr
         return Err(bad(var, format!("{:?} is not an http(s) URL", display_untrusted(v)), fix));
     }
     Ok(v.to_owned())
+}
+
+/// `ROUTER_STATUS_ADDRESS`: `host:port` of the status server.
+fn status_address_var(value: Option<&str>) -> Result<std::net::SocketAddr, ConfigError> {
+    let v = present(value).unwrap_or("127.0.0.1:18081");
+    v.parse().map_err(|_| {
+        bad(
+            "ROUTER_STATUS_ADDRESS",
+            format!("{:?} is not an IP:port address", display_untrusted(v)),
+            "use e.g. 127.0.0.1:18081 (loopback) or 0.0.0.0:18081 to expose the status page",
+        )
+    })
+}
+
+/// The ClearML web app URL guessed from the API URL (`api.` -> `app.`, 8008 -> 8080).
+pub fn default_web_host(api_host: &str) -> String {
+    default_login_url(api_host).trim_end_matches("/login").to_owned()
 }
 
 /// The ClearML web app's login page, guessed from the API URL the way ClearML lays out its
