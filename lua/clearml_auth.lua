@@ -58,6 +58,11 @@ function _M.enabled()
     return settings.enabled == true
 end
 
+-- Counters for the router's metrics: decisions served from the cache and checks made.
+function _M.stats()
+    return { cache_hits = cache:get("stat:hits") or 0, cache_misses = cache:get("stat:misses") or 0 }
+end
+
 ---------------------------------------------------------------------------------------------
 -- HS256 (local mode) through the OpenSSL the nginx binary already links.
 ffi.cdef([[
@@ -182,6 +187,7 @@ local function decide(token)
     local now = ngx.now()
     local cached = cjson.decode(cache:get(key) or "")
     if type(cached) == "table" and cached.fresh_until > now then
+        cache:incr("stat:hits", 1, 0)
         if cached.ok then
             return cached.identity
         end
@@ -192,6 +198,7 @@ local function decide(token)
         -- instead of sending every concurrent request to ClearML.
         return cached.identity
     end
+    cache:incr("stat:misses", 1, 0)
     local identity, reason, kind
     if settings.mode == "local" then
         identity, reason = verify_locally(token)

@@ -14,6 +14,7 @@ local _M = {}
 
 local routes = ngx.shared.clearml_routes
 local state = ngx.shared.clearml_router_state
+local requests = ngx.shared.clearml_requests
 
 local MAX_ROUTE_ID = 160
 local routes_file = nil
@@ -179,6 +180,7 @@ function _M.access()
     end
     local host, port = peer:match("^(%S+) (%d+)$")
     local ctx = ngx.ctx
+    ctx.clearml_route = id
     ctx.clearml_host = host
     ctx.clearml_port = tonumber(port)
     ngx.var.clearml_upstream_uri = rest
@@ -195,6 +197,22 @@ function _M.balance()
     end
 end
 
+-- log_by_lua: count requests per route (read by the router for its metrics).
+function _M.count()
+    local id = ngx.ctx.clearml_route
+    if id then
+        requests:incr(id, 1, 0)
+    end
+end
+
+local function request_counts()
+    local counts = {}
+    for _, id in ipairs(requests:get_keys(1024)) do
+        counts[id] = requests:get(id)
+    end
+    return counts
+end
+
 -- The control endpoint: which structural config and routing table this proxy serves now.
 -- A POST loads the routing table first, so the router need not wait for the poller.
 function _M.status(config_hash)
@@ -209,6 +227,8 @@ function _M.status(config_hash)
         routes = state:get("count") or 0,
         error = state:get("error"),
         auth = auth.enabled() and "enabled" or "disabled",
+        auth_stats = auth.stats(),
+        requests = request_counts(),
     }))
 end
 

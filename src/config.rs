@@ -287,7 +287,11 @@ impl Settings {
         let web_host = take(
             &mut errors,
             match present(raw.clearml_web_host.as_deref()) {
-                Some(url) => url_var("CLEARML_WEB_HOST", Some(url), "set the ClearML web app URL, e.g. https://app.clear.ml"),
+                Some(url) => url_var(
+                    "CLEARML_WEB_HOST",
+                    Some(url),
+                    "set the ClearML web app URL, e.g. https://app.clear.ml",
+                ),
                 None => Ok(String::new()),
             },
         );

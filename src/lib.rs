@@ -19,5 +19,7 @@ pub mod reconcile;
 pub mod render;
 pub mod router;
 pub mod sample_apps;
+pub mod selftest;
 pub mod sources;
+pub mod status;
 pub mod tcp_ports;

@@ -11,8 +11,10 @@ use clearml_gateway::demo::{self, DemoArgs};
 use clearml_gateway::dry_run::DryRun;
 use clearml_gateway::reconcile::RouteTable;
 use clearml_gateway::router::{target_policy, tcp_plan};
+use clearml_gateway::selftest::SelfTest;
 use clearml_gateway::sources::applied::table_from_routes_file;
 use clearml_gateway::sources::snapshot::Snapshot;
+use clearml_gateway::status::StatusServer;
 use clearml_gateway::{app, clearml};
 
 const ABOUT: &str = "Routes ClearML tasks that ask for an external endpoint through an nginx + Lua \
@@ -63,6 +65,15 @@ enum Command {
     },
     /// Run everything on this machine (ClearML emulator, example tasks, nginx, router) and print URLs.
     Demo(DemoArgs),
+    /// Self-test a running router: a test task is enqueued on QUEUE, an agent runs it, and the
+    /// router must route it and pass traffic to it. Prints the report; exit 0 if it passed.
+    ///
+    /// Asks the router at ROUTER_STATUS_ADDRESS (same environment as the router).
+    Test {
+        /// The queue an agent in the task network serves.
+        #[arg(long)]
+        queue: String,
+    },
 }
 
 fn init_logging(json: bool, level: &str) {
@@ -104,6 +115,13 @@ async fn main() -> ExitCode {
             return dry_run(snapshot, out, previous, strict).await;
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Test { queue } => {
+            let settings = match settings_or_exit(RawEnv::from_process_env()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            return self_test(&settings, &queue).await;
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,9 +133,73 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let router = app::process_router(settings)?;
+    let status_address = settings.status_address;
+    let router = app::process_router(settings.clone())?;
+    let server = StatusServer {
+        status: router.status(),
+        api_metrics: router.api_metrics(),
+        control_port: settings.proxy.control_port.get(),
+        self_test: Some(std::sync::Arc::new(SelfTest {
+            client: app::clearml_client(&settings)?,
+            status: router.status(),
+            router_name: settings.router_name.clone(),
+            pickup_timeout: std::time::Duration::from_secs(120),
+            route_timeout: std::time::Duration::from_secs(60),
+            auth_enabled: settings.auth.enabled,
+        })),
+        self_test_lock: Default::default(),
+    };
+    let bound = server.spawn(status_address).await?;
+    tracing::info!(address = %bound, "status page, API and metrics at http://{bound}/");
     router.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// `test --queue Q`: asks the running router to self-test and prints its report.
+async fn self_test(settings: &Settings, queue: &str) -> ExitCode {
+    let url = format!("http://{}/api/self-test", settings.status_address);
+    let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(300)).build();
+    let response = match http.map(|h| h.post(&url).json(&serde_json::json!({ "queue": queue }))) {
+        Ok(request) => request.send().await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match response {
+        Ok(r) => {
+            r.json::<serde_json::Value>().await.ok().and_then(clearml_gateway::selftest::report_from_json)
+        }
+        Err(e) => {
+            eprintln!("error: cannot reach the router at {url}: {e} (is it running? is ROUTER_STATUS_ADDRESS the same?)");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(report) = report else {
+        eprintln!("error: the router at {url} did not return a self-test report");
+        return ExitCode::from(2);
+    };
+    println!("status:           {}", report.status);
+    println!("message:          {}", report.message);
+    if let Some(reason) = &report.reason {
+        println!("reason:           {reason}");
+    }
+    println!("queue:            {}", report.queue);
+    println!("worker:           {}", report.worker.as_deref().unwrap_or("-"));
+    println!("task:             {} {}", report.task_name, report.task_id.as_deref().unwrap_or(""));
+    println!("started:          {}", report.started.as_deref().unwrap_or("-"));
+    println!("completed:        {}", report.completed.as_deref().unwrap_or("-"));
+    println!("run time:         {:.1} s", report.run_time_seconds.unwrap_or_default());
+    println!("endpoint:         {}", report.endpoint.as_deref().unwrap_or("-"));
+    println!("browser endpoint: {}", report.browser_endpoint.as_deref().unwrap_or("-"));
+    for line in &report.log {
+        println!("  {line}");
+    }
+    if report.status == "passed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn shutdown_signal() {

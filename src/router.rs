@@ -16,6 +16,8 @@ use crate::model::{Port, RouteId, TargetPolicy};
 use crate::reconcile::RouteTable;
 use crate::sources::applied::table_from_routes_file;
 use crate::sources::snapshot::Snapshot;
+use crate::status::state::{ApplyRecord, RouterInfo};
+use crate::status::SharedStatus;
 use crate::tcp_ports::TcpPlan;
 
 /// How long resolved queue ids are reused before asking ClearML again (queues come and go rarely).
@@ -31,6 +33,7 @@ pub struct RouterLoop<R: Reloader> {
     queues: Option<(Instant, Vec<String>)>,
     last_poll_error: Option<String>,
     last_refusals: BTreeSet<String>,
+    status: SharedStatus,
 }
 
 /// Builds the SSRF policy from the settings.
@@ -63,6 +66,20 @@ impl<R: Reloader> RouterLoop<R> {
         advertiser.assume_advertised(&left_on_disk);
         let tcp = tcp_plan(&settings, left_on_disk.tcp_ports());
         let policy = target_policy(&settings);
+        let status = SharedStatus::new(RouterInfo {
+            name: settings.router_name.clone(),
+            url: settings.router_url.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: crate::status::time::rfc3339(std::time::SystemTime::now()),
+            uptime_seconds: 0,
+            clearml_api: settings.api_host.clone(),
+            clearml_web: settings.web_host.clone(),
+            auth: match (&settings.auth.enabled, &settings.auth.token_secret) {
+                (false, _) => "disabled",
+                (true, Some(_)) => "local",
+                (true, None) => "remote",
+            },
+        });
         Self {
             settings,
             client,
@@ -73,7 +90,18 @@ impl<R: Reloader> RouterLoop<R> {
             queues: None,
             last_poll_error: None,
             last_refusals: BTreeSet::new(),
+            status,
         }
+    }
+
+    /// What the status server shows; updated by every tick.
+    pub fn status(&self) -> SharedStatus {
+        self.status.clone()
+    }
+
+    /// Counts and latency of this router's ClearML calls.
+    pub fn api_metrics(&self) -> std::sync::Arc<crate::clearml::ApiMetrics> {
+        self.client.metrics()
     }
 
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
@@ -111,14 +139,16 @@ impl<R: Reloader> RouterLoop<R> {
                 if self.last_poll_error.take().is_some() {
                     tracing::info!("ClearML polling recovered");
                 }
+                self.status.poll_succeeded();
                 snapshot
             }
             Err(e) => {
                 let message = e.to_string();
                 if self.last_poll_error.as_ref() != Some(&message) {
                     tracing::warn!(error = %message, "ClearML poll failed; the last good routes keep serving");
-                    self.last_poll_error = Some(message);
+                    self.last_poll_error = Some(message.clone());
                 }
+                self.status.poll_failed(message);
                 return;
             }
         };
@@ -127,19 +157,44 @@ impl<R: Reloader> RouterLoop<R> {
         }
         let table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp);
         self.log_refusals(&table);
-        match self.applier.apply(&table).await {
+        let started = Instant::now();
+        let result = self.applier.apply(&table).await;
+        let took = started.elapsed();
+        let good = self.applier.last_good();
+        let mut record = ApplyRecord {
+            outcome: "",
+            config_hash: good.map(|r| r.config_hash.as_str()),
+            routes_version: good.map(|r| r.routes_version.as_str()),
+            error: None,
+            took,
+            reloads: self.applier.reloads(),
+        };
+        match result {
             Ok(ApplyOutcome::Unchanged) => {}
-            Ok(outcome) => tracing::info!(
-                ?outcome,
-                routes = table.http.len(),
-                reloads = self.applier.reloads(),
-                "applied"
-            ),
+            Ok(outcome) => {
+                tracing::info!(
+                    ?outcome,
+                    routes = table.http.len(),
+                    tcp = table.tcp.len(),
+                    reloads = self.applier.reloads(),
+                    "applied"
+                );
+                record.outcome = match outcome {
+                    ApplyOutcome::RoutesUpdated => "routes updated (no reload)",
+                    ApplyOutcome::ConfigApplied { reloaded: true } => "config applied (reloaded)",
+                    _ => "config applied",
+                };
+                self.status.applied(record);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "apply failed");
+                record.outcome = "failed";
+                record.error = Some(e.to_string());
+                self.status.applied(record);
                 return;
             }
         }
+        self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
         // Applied: these ports are the ones to keep from now on.
         self.tcp.previous = table.tcp_ports();
         let report = self.advertiser.sync(&self.client, &table).await;

@@ -7,7 +7,16 @@ async fn demo_smoke_check_passes() {
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<String> = (0..3).map(|_| common::free_port().to_string()).collect();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_clearml-router"))
-        .args(["demo", "--smoke", "--port", &ports[0], "--clearml-port", &ports[1], "--control-port", &ports[2]])
+        .args([
+            "demo",
+            "--smoke",
+            "--port",
+            &ports[0],
+            "--clearml-port",
+            &ports[1],
+            "--control-port",
+            &ports[2],
+        ])
         .arg("--dir")
         .arg(dir.path().join("demo"))
         .output()

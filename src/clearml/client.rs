@@ -32,6 +32,7 @@ pub struct ClearmlClient {
     credentials: Credentials,
     token: Mutex<Option<Token>>,
     timeout: Duration,
+    metrics: std::sync::Arc<super::ApiMetrics>,
 }
 
 impl ClearmlClient {
@@ -52,6 +53,7 @@ impl ClearmlClient {
             credentials,
             token: Mutex::new(None),
             timeout,
+            metrics: Default::default(),
         })
     }
 
@@ -122,6 +124,11 @@ impl ClearmlClient {
         }
     }
 
+    /// A valid login token of the router's credentials (for requests through its own proxy).
+    pub async fn bearer(&self) -> Result<String, ApiError> {
+        self.valid_token().await
+    }
+
     fn forget_token(&self) {
         *self.token.lock().expect("token lock") = None;
     }
@@ -163,8 +170,24 @@ impl ClearmlClient {
         self.exchange(endpoint, request).await
     }
 
-    /// Sends a request and unwraps the envelope into `data` or a typed error.
+    /// Counts and latency of the calls made so far.
+    pub fn metrics(&self) -> std::sync::Arc<super::ApiMetrics> {
+        self.metrics.clone()
+    }
+
     async fn exchange(&self, endpoint: &str, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let started = std::time::Instant::now();
+        let result = self.unwrap_envelope(endpoint, request).await;
+        self.metrics.record(endpoint, started.elapsed(), result.is_ok());
+        result
+    }
+
+    /// Sends a request and unwraps the envelope into `data` or a typed error.
+    async fn unwrap_envelope(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, ApiError> {
         let response = request.send().await.map_err(|e| self.transport_error(endpoint, e))?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| self.transport_error(endpoint, e))?;

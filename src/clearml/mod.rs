@@ -2,10 +2,12 @@
 
 mod client;
 mod error;
+mod metrics;
 mod token;
 
 pub use client::{ClearmlClient, Credentials, TaskQuery};
 pub use error::ApiError;
+pub use metrics::{ApiMetrics, CallStats};
 
 /// Fields the router reads from each task (`only_fields` keeps polls small).
 pub const TASK_FIELDS: &[&str] =

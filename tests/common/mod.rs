@@ -24,6 +24,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub http_port: u16,
     pub control_port: u16,
+    /// The router's status server (page, JSON API, metrics).
+    pub status_port: u16,
     pub router_url: String,
     pub extra_env: Vec<(String, String)>,
 }
@@ -43,6 +45,7 @@ impl Gateway {
         let dir = tempfile::Builder::new().prefix("gw-test").tempdir().unwrap();
         let http_port = free_port();
         let control_port = free_port();
+        let status_port = free_port();
         let router_url = format!("http://127.0.0.1:{http_port}");
         let layout = Layout {
             router_name: "test".into(),
@@ -61,6 +64,7 @@ impl Gateway {
             dir,
             http_port,
             control_port,
+            status_port,
             router_url,
             extra_env,
         };
@@ -78,6 +82,7 @@ impl Gateway {
             ("ROUTER_URL", self.router_url.clone()),
             ("ROUTER__WEBSERVER__SERVER_PORT", self.http_port.to_string()),
             ("ROUTER_PROXY_CONTROL_PORT", self.control_port.to_string()),
+            ("ROUTER_STATUS_ADDRESS", format!("127.0.0.1:{}", self.status_port)),
             ("CLEARML_API_HOST", self.emulator.url()),
             ("CLEARML_API_ACCESS_KEY", config.access_key),
             ("CLEARML_API_SECRET_KEY", config.secret_key),
@@ -197,6 +202,12 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+impl Gateway {
+    pub fn status_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.status_port)
     }
 }
 
