@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(nginx libnginx-mod-http-lua libnginx-mod-stream libnginx-mod-http-ndk lua-resty-core
-  lua-resty-lrucache lua-cjson luajit2 libluajit2-5.1-2 wrk python3-venv)
+  lua-resty-lrucache lua-cjson luajit2 libluajit2-5.1-2 wrk python3-venv chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -73,6 +73,9 @@ enum Command {
         /// The queue an agent in the task network serves.
         #[arg(long)]
         queue: String,
+        /// Seconds an agent may take to pick the test task up.
+        #[arg(long, default_value_t = 120)]
+        pickup_timeout: u64,
     },
 }
 
@@ -115,12 +118,12 @@ async fn main() -> ExitCode {
             return dry_run(snapshot, out, previous, strict).await;
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::Test { queue } => {
+        Command::Test { queue, pickup_timeout } => {
             let settings = match settings_or_exit(RawEnv::from_process_env()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            return self_test(&settings, &queue).await;
+            return self_test(&settings, &queue, pickup_timeout).await;
         }
     };
     match result {
@@ -156,10 +159,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// `test --queue Q`: asks the running router to self-test and prints its report.
-async fn self_test(settings: &Settings, queue: &str) -> ExitCode {
+async fn self_test(settings: &Settings, queue: &str, pickup_timeout: u64) -> ExitCode {
     let url = format!("http://{}/api/self-test", settings.status_address);
     let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(300)).build();
-    let response = match http.map(|h| h.post(&url).json(&serde_json::json!({ "queue": queue }))) {
+    let response = match http.map(|h| {
+        h.post(&url).json(&serde_json::json!({ "queue": queue, "pickup_timeout_seconds": pickup_timeout }))
+    }) {
         Ok(request) => request.send().await,
         Err(e) => {
             eprintln!("error: {e}");

@@ -20,7 +20,18 @@ fn invalid(msg: impl Into<String>) -> Invalid {
 /// Renders an untrusted string for logs and summaries: escaped and cut to a readable length.
 pub fn display_untrusted(raw: &str) -> String {
     const MAX: usize = 80;
-    let escaped: String = raw.escape_debug().collect();
+    // Control characters (newlines, NUL, escapes, bidi overrides) are shown escaped, so a
+    // value cannot forge log lines or reorder text; everything else is kept as written.
+    let escaped: String = raw
+        .chars()
+        .flat_map(|c| {
+            let hidden = c.is_control()
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c);
+            let shown: Vec<char> = if hidden { c.escape_unicode().collect() } else { vec![c] };
+            shown
+        })
+        .collect();
     if escaped.chars().count() > MAX {
         let cut: String = escaped.chars().take(MAX).collect();
         format!("{cut}...({} bytes)", raw.len())
@@ -378,7 +389,9 @@ mod tests {
 
     #[test]
     fn untrusted_strings_are_escaped_and_cut() {
-        assert_eq!(display_untrusted("a\nb"), "a\\nb");
+        assert_eq!(display_untrusted("a\nb"), "a\\u{a}b");
+        assert_eq!(display_untrusted("it's \"x\""), "it's \"x\"");
+        assert_eq!(display_untrusted("a\u{202e}b"), "a\\u{202e}b");
         assert!(display_untrusted(&"x".repeat(10_000)).ends_with("(10000 bytes)"));
     }
 }

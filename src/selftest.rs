@@ -73,7 +73,8 @@ impl Run {
 }
 
 impl SelfTest {
-    pub async fn run(&self, queue: &str) -> SelfTestReport {
+    /// Runs one self-test; `pickup_timeout` overrides how long an agent may take.
+    pub async fn run(&self, queue: &str, pickup_timeout: Option<Duration>) -> SelfTestReport {
         let task_name = format!("gateway self-test ({})", self.router_name);
         let mut run = Run {
             report: SelfTestReport {
@@ -89,7 +90,8 @@ impl SelfTest {
         let report = match self.create_and_enqueue(&mut run, queue, &task_name).await {
             Err(reason) => run.finish(false, "could not start the test task", Some(reason)),
             Ok(task_id) => {
-                let outcome = self.check(&mut run, &task_id).await;
+                let pickup = pickup_timeout.unwrap_or(self.pickup_timeout);
+                let outcome = self.check(&mut run, &task_id, pickup).await;
                 self.clean_up(&mut run, &task_id).await;
                 match outcome {
                     Ok(()) => run.finish(true, "traffic reached the test task through the proxy", None),
@@ -137,8 +139,13 @@ impl SelfTest {
     }
 
     /// Waits for an agent, for the route, then sends a request through the proxy.
-    async fn check(&self, run: &mut Run, task_id: &str) -> Result<(), (&'static str, String)> {
-        let deadline = Instant::now() + self.pickup_timeout;
+    async fn check(
+        &self,
+        run: &mut Run,
+        task_id: &str,
+        pickup: Duration,
+    ) -> Result<(), (&'static str, String)> {
+        let deadline = Instant::now() + pickup;
         let task = loop {
             let task = self.client.task(task_id).await.map_err(|e| ("lost the test task", e.to_string()))?;
             match task["status"].as_str().unwrap_or_default() {
@@ -151,7 +158,7 @@ impl SelfTest {
                         "no agent picked up the test task",
                         format!(
                             "the task stayed queued for {} s: is a clearml-agent serving queue {:?}?",
-                            self.pickup_timeout.as_secs(),
+                            pickup.as_secs(),
                             run.report.queue
                         ),
                     ))

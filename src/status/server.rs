@@ -104,6 +104,8 @@ async fn last_self_test(State(server): State<StatusServer>) -> Response {
 #[derive(Deserialize)]
 struct SelfTestRequest {
     queue: String,
+    /// Overrides how long an agent may take to pick the task up.
+    pickup_timeout_seconds: Option<u64>,
 }
 
 async fn run_self_test(State(server): State<StatusServer>, Json(request): Json<SelfTestRequest>) -> Response {
@@ -118,5 +120,6 @@ async fn run_self_test(State(server): State<StatusServer>, Json(request): Json<S
         return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": "queue must be a queue name"})))
             .into_response();
     }
-    Json(self_test.run(request.queue.trim()).await).into_response()
+    let pickup = request.pickup_timeout_seconds.map(|s| Duration::from_secs(s.clamp(1, 3600)));
+    Json(self_test.run(request.queue.trim(), pickup).await).into_response()
 }
