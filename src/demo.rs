@@ -23,6 +23,9 @@ pub struct DemoArgs {
     /// Loopback port of the proxy's control listener.
     #[arg(long, default_value_t = 18080)]
     pub control_port: u16,
+    /// Port of the router's status page (loopback).
+    #[arg(long, default_value_t = 18081)]
+    pub status_port: u16,
     /// Working directory for the proxy's config, Lua and logs.
     #[arg(long, default_value = "/tmp/clearml-gateway-demo")]
     pub dir: PathBuf,
@@ -55,6 +58,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut settings = settings;
     settings.proxy.pid_file = proxy.pid_file();
     let router = crate::app::process_router(settings.clone())?;
+    let status = crate::status::StatusServer {
+        status: router.status(),
+        api_metrics: router.api_metrics(),
+        control_port: args.control_port,
+        self_test: None,
+        self_test_lock: Default::default(),
+    }
+    .spawn(SocketAddr::from(([127, 0, 0, 1], args.status_port)))
+    .await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let router_task = tokio::spawn(router.run(async {
         let _ = stop_rx.await;
@@ -63,6 +75,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     wait_for_endpoints(&emulator, &tasks).await?;
     let token = emulator.mint_token(&EmulatorConfig::default().user_id, Duration::from_secs(24 * 3600));
     print_guide(&settings.router_url, &emulator, &tasks, &args, &token);
+    println!("Status page, JSON and metrics: http://{status}/  (api/status, metrics)");
 
     let result = if args.smoke {
         smoke_check(&settings.router_url, &emulator, &tasks, &token).await

@@ -5,7 +5,7 @@ mod common;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_smoke_check_passes() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<String> = (0..3).map(|_| common::free_port().to_string()).collect();
+    let ports: Vec<String> = (0..4).map(|_| common::free_port().to_string()).collect();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_clearml-router"))
         .args([
             "demo",
@@ -16,6 +16,8 @@ async fn demo_smoke_check_passes() {
             &ports[1],
             "--control-port",
             &ports[2],
+            "--status-port",
+            &ports[3],
         ])
         .arg("--dir")
         .arg(dir.path().join("demo"))
