@@ -86,6 +86,7 @@ async fn main() {
     let auth_rps = median(&mut authed.iter().map(|r| r.requests_per_second).collect());
     let open_lat = median(&mut open.iter().map(|r| r.latency_ms).collect());
     let auth_lat = median(&mut authed.iter().map(|r| r.latency_ms).collect());
+    let auth_requests: f64 = authed.iter().map(|r| r.requests_per_second * f64::from(SECONDS)).sum();
     let checks =
         auth_gw.emulator.stats().per_endpoint.get("users.get_current_user").map(|s| s.calls).unwrap_or(0);
     println!("auth benchmark: wrk -t1 -c16 -d{SECONDS}s, {ROUNDS} interleaved rounds, medians");

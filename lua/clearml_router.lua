@@ -190,7 +190,12 @@ end
 -- balancer_by_lua: connect to the address access() picked for this request.
 function _M.balance()
     local ctx = ngx.ctx
-    local ok, err = balancer.set_current_peer(ctx.clearml_host, ctx.clearml_port)
+    local host = ctx.clearml_host
+    if host:find(":", 1, true) then
+        -- IPv6 literals need brackets here.
+        host = "[" .. host .. "]"
+    end
+    local ok, err = balancer.set_current_peer(host, ctx.clearml_port)
     if not ok then
         ngx.log(ngx.ERR, "clearml router: cannot set peer: ", err)
         return ngx.exit(502)

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::clearml::{ApiError, ClearmlClient};
 use crate::model::{RouteId, TaskId};
 use crate::reconcile::RouteTable;
-use crate::sources::tasks::keys;
+use crate::sources::tasks::{keys, RouterIdentity};
 
 /// One runtime key the router wants on a task, and what it goes back to when the route is gone
 /// (`None`: the key is removed).
@@ -38,23 +38,22 @@ pub fn route_url(router_url: &str, route: &RouteId) -> String {
 /// HTTP: `endpoint` and `browser_endpoint`. TCP: `external_address`/`external_tcp_port` become the
 /// router's address and allocated port (restored to the task's own when the route goes), and the
 /// task's own address and port are kept under the router-owned keys.
-pub fn desired_keys(
-    router_url: &str,
-    tcp_address: Option<&str>,
-    table: &RouteTable,
-) -> BTreeMap<TaskId, Keys> {
+pub fn desired_keys(router: &RouterIdentity<'_>, table: &RouteTable) -> BTreeMap<TaskId, Keys> {
     let mut out: BTreeMap<TaskId, Keys> = BTreeMap::new();
+    let owner = Want::removable(Value::String(router.name.unwrap_or_default().to_owned()));
     for route in table.http.values() {
-        let url = Value::String(route_url(router_url, &route.id));
+        let url = Value::String(route_url(router.url.unwrap_or_default(), &route.id));
         let keys = out.entry(route.task.clone()).or_default();
+        keys.insert(keys::with_suffix(keys::OWNER, route.endpoint.as_ref()), owner.clone());
         for base in [keys::ENDPOINT, keys::BROWSER_ENDPOINT] {
             keys.insert(keys::with_suffix(base, route.endpoint.as_ref()), Want::removable(url.clone()));
         }
     }
-    let Some(tcp_address) = tcp_address else { return out };
+    let Some(tcp_address) = router.tcp_address else { return out };
     for route in table.tcp.values() {
         let keys = out.entry(route.task.clone()).or_default();
         let key = |base| keys::with_suffix(base, route.endpoint.as_ref());
+        keys.insert(key(keys::OWNER), owner.clone());
         let task_address = Value::String(route.target.addr().ip().to_string());
         let task_port = Value::from(route.target.addr().port());
         keys.insert(
@@ -96,6 +95,7 @@ pub fn merge(runtime: &mut Map<String, Value>, want: &Keys, ours: &Keys) -> bool
 /// Remembers what was advertised so it can be retracted, across polls and router restarts.
 #[derive(Debug, Default)]
 pub struct Advertiser {
+    router_name: String,
     router_url: String,
     tcp_address: Option<String>,
     advertised: BTreeMap<TaskId, Keys>,
@@ -109,8 +109,9 @@ pub struct SyncReport {
 }
 
 impl Advertiser {
-    pub fn new(router_url: &str, tcp_address: Option<&str>) -> Self {
+    pub fn new(router_name: &str, router_url: &str, tcp_address: Option<&str>) -> Self {
         Self {
+            router_name: router_name.to_owned(),
             router_url: router_url.to_owned(),
             tcp_address: tcp_address.map(str::to_owned),
             advertised: BTreeMap::new(),
@@ -119,13 +120,21 @@ impl Advertiser {
 
     /// Seeds what a previous run advertised (from the routing table it left on disk).
     pub fn assume_advertised(&mut self, table: &RouteTable) {
-        self.advertised = desired_keys(&self.router_url, self.tcp_address.as_deref(), table);
+        self.advertised = desired_keys(&self.keys(), table);
+    }
+
+    fn keys(&self) -> RouterIdentity<'_> {
+        RouterIdentity {
+            name: Some(&self.router_name),
+            url: Some(&self.router_url),
+            tcp_address: self.tcp_address.as_deref(),
+        }
     }
 
     /// Brings every task's runtime in line with the live table. Only called after the proxy
     /// confirmed the table, so an advertised URL always works.
     pub async fn sync(&mut self, client: &ClearmlClient, table: &RouteTable) -> SyncReport {
-        let desired = desired_keys(&self.router_url, self.tcp_address.as_deref(), table);
+        let desired = desired_keys(&self.keys(), table);
         let tasks: BTreeSet<TaskId> = desired.keys().chain(self.advertised.keys()).cloned().collect();
         let mut report = SyncReport::default();
         let empty = Keys::new();

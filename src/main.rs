@@ -10,7 +10,7 @@ use clearml_gateway::config::{RawEnv, Settings};
 use clearml_gateway::demo::{self, DemoArgs};
 use clearml_gateway::dry_run::DryRun;
 use clearml_gateway::reconcile::RouteTable;
-use clearml_gateway::router::{target_policy, tcp_plan};
+use clearml_gateway::router::{identity, target_policy, tcp_plan};
 use clearml_gateway::selftest::SelfTest;
 use clearml_gateway::sources::applied::table_from_routes_file;
 use clearml_gateway::sources::snapshot::Snapshot;
@@ -225,7 +225,8 @@ async fn dry_run(
     // A snapshot needs no ClearML: fill the connection settings with placeholders the env may override.
     let placeholders = [
         ("ROUTER_URL", "http://localhost:8080"),
-        ("CLEARML_API_HOST", "http://clearml.invalid"),
+        // An IP, so that nginx -t needs no DNS for the auth subrequest's upstream.
+        ("CLEARML_API_HOST", "http://127.0.0.1:8008"),
         ("CLEARML_API_ACCESS_KEY", "unused"),
         ("CLEARML_API_SECRET_KEY", "unused"),
     ];
@@ -250,7 +251,7 @@ async fn dry_run(
             .map(|bytes| table_from_routes_file(&bytes).tcp_ports())
             .unwrap_or_default();
         let plan = tcp_plan(&settings, previous_ports);
-        let table = RouteTable::build_with(&snapshot, &target_policy(&settings), &plan);
+        let table = RouteTable::build_with(&snapshot, &target_policy(&settings), &plan, &identity(&settings));
         let dry = DryRun {
             layout: app::layout(&settings, snapshot.company.clone()),
             router_url: settings.router_url.clone(),

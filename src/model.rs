@@ -74,6 +74,9 @@ impl TaskId {
             |c| c.is_ascii_alphanumeric() || c == '-',
             "ASCII letters, digits, '-'",
         )?;
+        if !raw.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(invalid("task id must start with a letter or digit"));
+        }
         Ok(Self(raw.to_owned()))
     }
     pub fn as_str(&self) -> &str {
@@ -278,6 +281,8 @@ fn forbidden_v4(ip: Ipv4Addr, allow_loopback: bool) -> Option<&'static str> {
         Some("a loopback address (the proxy host itself)")
     } else if ip.is_link_local() {
         Some("link-local (169.254.0.0/16, where cloud metadata services live)")
+    } else if ip == Ipv4Addr::new(100, 100, 100, 200) {
+        Some("a cloud metadata address")
     } else if ip.is_unspecified() || ip.octets()[0] == 0 {
         Some("in 0.0.0.0/8 (this host)")
     } else if ip.is_multicast() || ip.is_broadcast() {
@@ -287,7 +292,27 @@ fn forbidden_v4(ip: Ipv4Addr, allow_loopback: bool) -> Option<&'static str> {
     }
 }
 
+/// The IPv4 address inside IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4
+/// (`2002:AABB:CCDD::/48`) addresses, which can reach IPv4 destinations.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = ip.segments();
+    let o = ip.octets();
+    let low = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if seg[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified() {
+        Some(low)
+    } else if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(low)
+    } else if seg[0] == 0x2002 {
+        Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]))
+    } else {
+        None
+    }
+}
+
 fn forbidden_v6(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
+    if let Some(v4) = embedded_v4(ip) {
+        return forbidden_v4(v4, allow_loopback);
+    }
     let first = ip.segments()[0];
     if ip.is_loopback() && !allow_loopback {
         Some("a loopback address (the proxy host itself)")
@@ -362,7 +387,12 @@ mod tests {
         let p = Port::new(8000).unwrap();
         assert!(policy.check("10.2.3.4", p).is_ok());
         assert!(policy.check("fd12::5", p).is_ok());
+        assert!(policy.check("2001:db8::1", p).is_ok());
         for bad in [
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "100.100.100.200",
             "127.0.0.1",
             "127.1.2.3",
             "::1",

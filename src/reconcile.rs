@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{EndpointName, RouteId, Target, TargetPolicy, TaskId};
 use crate::sources::snapshot::Snapshot;
-use crate::sources::tasks::{read_task_with, wants_routing};
+use crate::sources::tasks::{read_task_with, wants_routing, RouterIdentity};
 use crate::tcp_ports::{allocate, TcpPlan, TcpRoute};
 
 /// One HTTP endpoint of a task, served at `/service/<id>/`.
@@ -54,15 +54,21 @@ pub struct RouteTable {
 impl RouteTable {
     /// The table without TCP endpoints (they are refused: no `TCP_ROUTER_ADDRESS`).
     pub fn build(snapshot: &Snapshot, policy: &TargetPolicy) -> Self {
-        Self::build_with(snapshot, policy, &TcpPlan::default())
+        Self::build_with(snapshot, policy, &TcpPlan::default(), &RouterIdentity::default())
     }
 
-    pub fn build_with(snapshot: &Snapshot, policy: &TargetPolicy, tcp: &TcpPlan) -> Self {
+    /// The table for one router: `router_name` leaves endpoints served by other routers alone.
+    pub fn build_with(
+        snapshot: &Snapshot,
+        policy: &TargetPolicy,
+        tcp: &TcpPlan,
+        me: &RouterIdentity<'_>,
+    ) -> Self {
         let mut table = RouteTable::default();
         let mut seen = BTreeSet::new();
         let mut tcp_requests = Vec::new();
         for task in snapshot.tasks.iter().filter(|t| wants_routing(t)) {
-            let read = read_task_with(task, policy, tcp.router_address.as_deref());
+            let read = read_task_with(task, policy, me);
             table.refusals.extend(read.refusals);
             let Some(id) = read.task else { continue };
             if !seen.insert(id.clone()) {

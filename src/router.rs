@@ -16,12 +16,13 @@ use crate::model::{Port, RouteId, TargetPolicy};
 use crate::reconcile::RouteTable;
 use crate::sources::applied::table_from_routes_file;
 use crate::sources::snapshot::Snapshot;
+use crate::sources::tasks::RouterIdentity;
 use crate::status::state::{ApplyRecord, RouterInfo};
 use crate::status::SharedStatus;
 use crate::tcp_ports::TcpPlan;
 
 /// How long resolved queue ids are reused before asking ClearML again (queues come and go rarely).
-const QUEUE_CACHE_TTL: Duration = Duration::from_secs(30);
+const QUEUE_CACHE_TTL: Duration = Duration::from_secs(10);
 
 pub struct RouterLoop<R: Reloader> {
     settings: Settings,
@@ -45,6 +46,15 @@ pub fn target_policy(settings: &Settings) -> TargetPolicy {
     }
 }
 
+/// Who this router is, for reading tasks.
+pub fn identity(settings: &Settings) -> RouterIdentity<'_> {
+    RouterIdentity {
+        name: Some(&settings.router_name),
+        url: Some(&settings.router_url),
+        tcp_address: settings.tcp.router_address.as_deref(),
+    }
+}
+
 /// TCP allocation settings; `previous` keeps ports stable across polls and restarts.
 pub fn tcp_plan(settings: &Settings, previous: BTreeMap<RouteId, Port>) -> TcpPlan {
     TcpPlan {
@@ -57,7 +67,11 @@ pub fn tcp_plan(settings: &Settings, previous: BTreeMap<RouteId, Port>) -> TcpPl
 
 impl<R: Reloader> RouterLoop<R> {
     pub fn new(settings: Settings, client: ClearmlClient, applier: Applier<R>) -> Self {
-        let mut advertiser = Advertiser::new(&settings.router_url, settings.tcp.router_address.as_deref());
+        let mut advertiser = Advertiser::new(
+            &settings.router_name,
+            &settings.router_url,
+            settings.tcp.router_address.as_deref(),
+        );
         let routes_file = applier.lua_dir.join(crate::render::ROUTES_FILE);
         let left_on_disk = match crate::apply::files::read_if_exists(&routes_file) {
             Ok(Some(bytes)) => table_from_routes_file(&bytes),
@@ -155,7 +169,7 @@ impl<R: Reloader> RouterLoop<R> {
         if !self.learn_company().await {
             return;
         }
-        let table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp);
+        let table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
         self.log_refusals(&table);
         let started = Instant::now();
         let result = self.applier.apply(&table).await;
@@ -259,7 +273,8 @@ impl<R: Reloader> RouterLoop<R> {
             }
         }
         let ids: Vec<String> = ids.into_iter().collect();
-        self.queues = Some((Instant::now(), ids.clone()));
+        // Nothing matching yet is not cached: a queue created next minute is picked up at once.
+        self.queues = (!ids.is_empty()).then(|| (Instant::now(), ids.clone()));
         Ok(ids)
     }
 

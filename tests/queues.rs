@@ -13,6 +13,7 @@ async fn only_tasks_on_listened_queues_are_routed() {
     let mut gw = Gateway::start(Options {
         env: vec![("LISTEN_QUEUE_NAME", "gpu-* services".into())],
         no_router: true,
+        ..Default::default()
     })
     .await;
     let app = sample_app("a").await;

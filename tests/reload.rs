@@ -48,6 +48,13 @@ async fn structural_change_reloads_once_and_keeps_open_websockets() {
     let reply = tokio::time::timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(reply, Message::Text("still there".into()));
     gw.wait_for_status(&url, 200, T).await;
+    // The renamed router takes its own endpoints over (same URL): the owner key follows.
+    let deadline = tokio::time::Instant::now() + T;
+    while gw.runtime(&task)["_ROUTER_OWNER"] != "renamed" {
+        assert!(tokio::time::Instant::now() < deadline, "{}", gw.runtime(&task));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gw.runtime(&task)["endpoint"], url.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -24,6 +24,9 @@ pub mod keys {
     /// still knows where to route (and never routes to itself).
     pub const TCP_TARGET_ADDRESS: &str = "_ROUTER_TARGET_ADDRESS";
     pub const TCP_TARGET_PORT: &str = "_ROUTER_TARGET_PORT";
+    /// Router-owned: the `ROUTER_NAME` of the router serving this endpoint. Another router
+    /// leaves such an endpoint alone.
+    pub const OWNER: &str = "_ROUTER_OWNER";
 
     /// `base` for the first unnamed endpoint, `base__name` otherwise.
     pub fn with_suffix(base: &str, name: Option<&super::EndpointName>) -> String {
@@ -36,6 +39,15 @@ pub mod keys {
 
 const SERVICE_HTTP: &str = "EXTERNAL";
 const SERVICE_TCP: &str = "EXTERNAL_TCP";
+
+/// Who is reading: the router's name, external URL and TCP address. Used to tell the router's own
+/// answers (and endpoints it owns) from fresh requests and from other routers' endpoints.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouterIdentity<'a> {
+    pub name: Option<&'a str>,
+    pub url: Option<&'a str>,
+    pub tcp_address: Option<&'a str>,
+}
 
 /// A TCP endpoint a task asked for, before a port is allocated to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,16 +83,12 @@ pub fn wants_routing(task: &Value) -> bool {
 }
 
 pub fn read_task(task: &Value, policy: &TargetPolicy) -> TaskEndpoints {
-    read_task_with(task, policy, None)
+    read_task_with(task, policy, &RouterIdentity::default())
 }
 
-/// Reads one task; `tcp_router_address` is `TCP_ROUTER_ADDRESS` (the address the router writes
-/// into `external_address`), needed to tell its own answer from a fresh request.
-pub fn read_task_with(
-    task: &Value,
-    policy: &TargetPolicy,
-    tcp_router_address: Option<&str>,
-) -> TaskEndpoints {
+/// Reads one task as router `me`: its TCP address tells its own answer from a fresh request, and
+/// its name and URL tell the endpoints it owns from those another router serves.
+pub fn read_task_with(task: &Value, policy: &TargetPolicy, me: &RouterIdentity<'_>) -> TaskEndpoints {
     let mut out = TaskEndpoints::default();
     let raw_id = task.get("id");
     let id = match raw_id.and_then(Value::as_str).map(TaskId::parse) {
@@ -118,6 +126,17 @@ pub fn read_task_with(
             }
         };
         let service_key = keys::with_suffix(keys::SERVICE, endpoint.as_ref());
+        if let Some(owner) = other_owner(&runtime, endpoint.as_ref(), me) {
+            out.refusals.push(Refusal::endpoint(
+                id.as_str(),
+                endpoint_label.to_owned(),
+                format!(
+                    "served by router {owner:?} (per {}); this router leaves it alone",
+                    keys::with_suffix(keys::OWNER, endpoint.as_ref())
+                ),
+            ));
+            continue;
+        }
         let read = match service.as_str() {
             Some(SERVICE_HTTP) => read_http_endpoint(&runtime, endpoint.as_ref(), policy).map(|target| {
                 out.routes.push(HttpRoute {
@@ -129,8 +148,8 @@ pub fn read_task_with(
                     user: user.clone(),
                 })
             }),
-            Some(SERVICE_TCP) => read_tcp_endpoint(&runtime, endpoint.as_ref(), policy, tcp_router_address)
-                .map(|(target, claimed_port)| {
+            Some(SERVICE_TCP) => read_tcp_endpoint(&runtime, endpoint.as_ref(), policy, me.tcp_address).map(
+                |(target, claimed_port)| {
                     out.tcp.push(TcpRequest {
                         id: RouteId::for_endpoint(&id, endpoint.as_ref()),
                         task: id.clone(),
@@ -139,7 +158,8 @@ pub fn read_task_with(
                         claimed_port,
                         task_name: name.clone(),
                     })
-                }),
+                },
+            ),
             Some(other) => Err(format!(
                 "{service_key}: unknown service {:?} (expected EXTERNAL or EXTERNAL_TCP)",
                 display_untrusted(other)
@@ -224,6 +244,26 @@ fn read_tcp_endpoint(
     Ok((target, None))
 }
 
+/// The name of another router that already serves this endpoint, if any. An endpoint whose
+/// published URL or TCP address is this router's own counts as ours whatever the owner key says
+/// (the router was renamed).
+fn other_owner(
+    runtime: &Map<String, Value>,
+    endpoint: Option<&EndpointName>,
+    me: &RouterIdentity<'_>,
+) -> Option<String> {
+    let name = me.name?;
+    let owner = match runtime.get(&keys::with_suffix(keys::OWNER, endpoint)) {
+        Some(Value::String(owner)) if owner != name => owner,
+        _ => return None,
+    };
+    let published = |key: &str| runtime.get(&keys::with_suffix(key, endpoint)).and_then(Value::as_str);
+    let our_url =
+        me.url.zip(published(keys::ENDPOINT)).is_some_and(|(url, ep)| ep.starts_with(&format!("{url}/")));
+    let our_tcp = me.tcp_address.is_some() && me.tcp_address == published(keys::TCP_ADDRESS);
+    (!our_url && !our_tcp).then(|| display_untrusted(owner))
+}
+
 fn string_key<'a>(runtime: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
     match runtime.get(key) {
         Some(Value::String(s)) => Ok(s.as_str()),
@@ -243,6 +283,10 @@ fn port_key(runtime: &Map<String, Value>, key: &str) -> Result<Port, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn gw() -> RouterIdentity<'static> {
+        RouterIdentity { tcp_address: Some("gw.example.com"), ..Default::default() }
+    }
 
     fn policy() -> TargetPolicy {
         TargetPolicy { allow_loopback: false, proxy_ports: vec![8080], self_addresses: vec![] }
@@ -268,20 +312,20 @@ mod tests {
     fn reads_tcp_requests_from_the_sdk_clearml_session_and_the_routers_own_answer() {
         let sdk = json!({"id": "t1", "runtime": {"_SERVICE__ssh": "EXTERNAL_TCP", "external_address__ssh": "10.0.0.5",
             "external_tcp_port__ssh": 2222, "upstream_task_port__ssh": 22}});
-        let got = read_task_with(&sdk, &policy(), Some("gw.example.com"));
+        let got = read_task_with(&sdk, &policy(), &gw());
         assert_eq!(got.tcp[0].target.to_string(), "10.0.0.5:22");
         assert_eq!(got.tcp[0].id.as_str(), "t1__ssh");
         assert_eq!(got.tcp[0].claimed_port, None);
         let session = json!({"id": "t2", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "10.0.0.6", "external_tcp_port": "10022"}});
-        let got = read_task_with(&session, &policy(), Some("gw.example.com"));
+        let got = read_task_with(&session, &policy(), &gw());
         assert_eq!(got.tcp[0].target.to_string(), "10.0.0.6:10022");
         let answered = json!({"id": "t3", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "gw.example.com",
             "external_tcp_port": 10005, "_ROUTER_TARGET_ADDRESS": "10.0.0.7", "_ROUTER_TARGET_PORT": 22}});
-        let got = read_task_with(&answered, &policy(), Some("gw.example.com"));
+        let got = read_task_with(&answered, &policy(), &gw());
         assert_eq!(got.tcp[0].target.to_string(), "10.0.0.7:22");
         assert_eq!(got.tcp[0].claimed_port.map(|p| p.get()), Some(10005));
         let looping = json!({"id": "t4", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "gw.example.com", "external_tcp_port": 10005}});
-        let got = read_task_with(&looping, &policy(), Some("gw.example.com"));
+        let got = read_task_with(&looping, &policy(), &gw());
         assert!(got.refusals[0].reason.contains("refusing to route to itself"), "{:?}", got.refusals);
     }
 

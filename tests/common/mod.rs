@@ -36,12 +36,16 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Do not start the router process (tests that start it themselves).
     pub no_router: bool,
+    /// Share another gateway's ClearML emulator (several routers on one ClearML).
+    pub emulator: Option<EmulatorHandle>,
 }
 
 impl Gateway {
     pub async fn start(options: Options) -> Gateway {
-        let emulator =
-            emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let emulator = match options.emulator {
+            Some(shared) => shared,
+            None => emulator::start(EmulatorConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap(),
+        };
         let dir = tempfile::Builder::new().prefix("gw-test").tempdir().unwrap();
         let http_port = free_port();
         let control_port = free_port();

@@ -1,0 +1,64 @@
+//! Several routers on one ClearML: each routes the tasks of its own queues, records itself as the
+//! owner of what it serves, and never overwrites endpoints another router published.
+
+mod common;
+
+use std::time::Duration;
+
+use clearml_gateway::emulator::NewTask;
+use common::*;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_routers_split_tasks_by_queue_and_respect_ownership() {
+    let a = Gateway::start(Options {
+        env: vec![("ROUTER_NAME", "router-a".into()), ("LISTEN_QUEUE_NAME", "team-a".into())],
+        ..Default::default()
+    })
+    .await;
+    let b = Gateway::start(Options {
+        env: vec![("ROUTER_NAME", "router-b".into()), ("LISTEN_QUEUE_NAME", "team-b".into())],
+        emulator: Some(a.emulator.clone()),
+        ..Default::default()
+    })
+    .await;
+    let emulator = &a.emulator;
+    let app = sample_app("shared").await;
+    let task_on = |queue: &str| {
+        let queue_id = emulator.create_queue(queue);
+        emulator.create_task(NewTask {
+            name: format!("on {queue}"),
+            status: "in_progress".into(),
+            queue: Some(queue_id),
+            runtime: json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "127.0.0.1", "_PORT": app.port()}),
+            system_tags: vec!["external_service".into()],
+            ..Default::default()
+        })
+    };
+    let (on_a, on_b) = (task_on("team-a"), task_on("team-b"));
+    assert_eq!(a.wait_for_key(&on_a, "endpoint", T).await, format!("{}/service/{on_a}/", a.router_url));
+    assert_eq!(b.wait_for_key(&on_b, "endpoint", T).await, format!("{}/service/{on_b}/", b.router_url));
+    assert_eq!(a.runtime(&on_a)["_ROUTER_OWNER"], "router-a");
+    assert_eq!(b.runtime(&on_b)["_ROUTER_OWNER"], "router-b");
+    a.wait_for_status(&format!("{}/service/{on_a}/", a.router_url), 200, T).await;
+    b.wait_for_status(&format!("{}/service/{on_b}/", b.router_url), 200, T).await;
+    // Each proxy serves only its router's tasks.
+    let r = http_client().get(format!("{}/service/{on_b}/", a.router_url)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    // A task moves to router B's queue: B refuses to take over A's endpoint, A's URL stays.
+    let team_b = emulator.create_queue("team-b");
+    emulator.update_task(&on_a, |t| t["execution"]["queue"] = json!(team_b));
+    let deadline = tokio::time::Instant::now() + T;
+    while !b.router_log().contains("served by router \"router-a\"") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", b.router_log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        emulator.task(&on_a).unwrap()["runtime"]["endpoint"],
+        format!("{}/service/{on_a}/", a.router_url)
+    );
+    assert_eq!(emulator.task(&on_a).unwrap()["runtime"]["_ROUTER_OWNER"], "router-a");
+}
