@@ -29,3 +29,12 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import clearml" 2>/dev/nu
   .venv/bin/pip install -q "clearml>=2.1,<3"
 fi
 echo "setup: ready (nginx $(nginx -v 2>&1 | sed 's/.*\///'), clearml $(.venv/bin/python -c 'import clearml; print(clearml.__version__)'))"
+
+# tests/docker.rs: a running Docker engine (the machine starts it) and docker-compose v1.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "setup: installing docker-compose"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+fi

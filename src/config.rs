@@ -68,6 +68,10 @@ pub struct RawEnv {
     router_allow_loopback_targets: Option<String>,
     router_status_address: Option<String>,
     clearml_web_host: Option<String>,
+    // Deployment settings (issue 6)
+    router_reloader: Option<String>,
+    router_proxy_container: Option<String>,
+    router_docker_socket: Option<String>,
 }
 
 impl RawEnv {
@@ -139,6 +143,86 @@ pub struct ProxySettings {
     pub nginx_bin: PathBuf,
     pub luajit_bin: PathBuf,
     pub auto_reload_config: bool,
+    // Deployment settings (issue 6)
+    /// How the proxy is told to load new structural config (`ROUTER_RELOADER`).
+    pub reloader: ReloaderKind,
+    /// The proxy container: its name or its compose service name (`ROUTER_PROXY_CONTAINER`).
+    pub container: String,
+    /// The Docker API socket (`ROUTER_DOCKER_SOCKET`).
+    pub docker_socket: PathBuf,
+}
+
+// Deployment settings (issue 6)
+/// `ROUTER_RELOADER`: how structural changes reach the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloaderKind {
+    /// File watch if `ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG`, else the process reloader if the pid
+    /// file names a running nginx master, else Docker if the socket exists, else the process reloader.
+    Auto,
+    /// SIGHUP to the proxy container over the Docker API; `nginx -t` runs inside that container.
+    Docker,
+    /// SIGHUP to the nginx master in `ROUTER_NGINX_PID_FILE`.
+    Process,
+    /// The router only writes files; the proxy reloads itself when they change.
+    File,
+}
+
+impl fmt::Display for ReloaderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReloaderKind::Auto => "auto",
+            ReloaderKind::Docker => "docker",
+            ReloaderKind::Process => "process",
+            ReloaderKind::File => "file",
+        })
+    }
+}
+
+// Deployment settings (issue 6)
+fn reloader_var(value: Option<&str>) -> Result<ReloaderKind, ConfigError> {
+    match present(value).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("auto") => Ok(ReloaderKind::Auto),
+        Some("docker") => Ok(ReloaderKind::Docker),
+        Some("process" | "pid" | "pidfile") => Ok(ReloaderKind::Process),
+        Some("file" | "file-watch" | "filewatch") => Ok(ReloaderKind::File),
+        Some(_) => Err(bad(
+            "ROUTER_RELOADER",
+            format!("{:?} is not a reloader", display_untrusted(value.unwrap_or_default())),
+            "use auto, docker, process or file",
+        )),
+    }
+}
+
+// Deployment settings (issue 6)
+/// A Docker container or compose service name: `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+fn container_var(value: Option<&str>) -> Result<String, ConfigError> {
+    let name = present(value).unwrap_or("task_traffic_webserver").trim_start_matches('/');
+    let ok = name.len() <= 128
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(bad(
+            "ROUTER_PROXY_CONTAINER",
+            format!("{:?} is not a container name", display_untrusted(name)),
+            "set the proxy container's name or its compose service name (default task_traffic_webserver)",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+// Deployment settings (issue 6)
+/// `ROUTER_DOCKER_SOCKET`: an absolute path, `unix://` allowed.
+fn docker_socket_var(value: Option<&str>) -> Result<PathBuf, ConfigError> {
+    let v = present(value).unwrap_or("/var/run/docker.sock");
+    let path = v.strip_prefix("unix://").unwrap_or(v);
+    if !path.starts_with('/') {
+        return Err(bad(
+            "ROUTER_DOCKER_SOCKET",
+            format!("{:?} is not an absolute socket path", display_untrusted(v)),
+            "use the path of the Docker API socket, e.g. /var/run/docker.sock (unix://... also works)",
+        ));
+    }
+    Ok(PathBuf::from(path))
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +379,10 @@ impl Settings {
                 None => Ok(String::new()),
             },
         );
+        // Deployment settings (issue 6)
+        let reloader = take(&mut errors, reloader_var(raw.router_reloader.as_deref()));
+        let container = take(&mut errors, container_var(raw.router_proxy_container.as_deref()));
+        let docker_socket = take(&mut errors, docker_socket_var(raw.router_docker_socket.as_deref()));
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -335,6 +423,10 @@ impl Settings {
                 nginx_bin: path(raw.router_nginx_bin, "nginx"),
                 luajit_bin: path(raw.router_luajit_bin, "luajit"),
                 auto_reload_config: auto_reload.expect(some),
+                // Deployment settings (issue 6)
+                reloader: reloader.expect(some),
+                container: container.expect(some),
+                docker_socket: docker_socket.expect(some),
             },
             allow_loopback_targets: allow_loopback.expect(some),
             status_address: status_address.expect(some),
@@ -700,5 +792,38 @@ mod tests {
         assert_eq!(queue_pattern_regex("gpu-*.a"), "^gpu\\-.*\\.a$");
         assert!(env(&[("LISTEN_QUEUE_NAME", "none, gpu")]).is_err());
         assert!(env(&[("LISTEN_QUEUE_NAME", "a;b")]).is_err());
+    }
+
+    // Deployment settings (issue 6)
+    #[test]
+    fn deployment_settings_parse_with_defaults_and_clear_errors() {
+        let s = env(&[]).unwrap();
+        assert_eq!(s.proxy.reloader, ReloaderKind::Auto);
+        assert_eq!(s.proxy.container, "task_traffic_webserver");
+        assert_eq!(s.proxy.docker_socket, PathBuf::from("/var/run/docker.sock"));
+        let s = env(&[
+            ("ROUTER_RELOADER", "Docker"),
+            ("ROUTER_PROXY_CONTAINER", "/gw_task_traffic_webserver_1"),
+            ("ROUTER_DOCKER_SOCKET", "unix:///run/user/1000/docker.sock"),
+        ])
+        .unwrap();
+        assert_eq!(s.proxy.reloader, ReloaderKind::Docker);
+        assert_eq!(s.proxy.container, "gw_task_traffic_webserver_1");
+        assert_eq!(s.proxy.docker_socket, PathBuf::from("/run/user/1000/docker.sock"));
+        assert_eq!(env(&[("ROUTER_RELOADER", "file")]).unwrap().proxy.reloader, ReloaderKind::File);
+        assert_eq!(env(&[("ROUTER_RELOADER", "process")]).unwrap().proxy.reloader, ReloaderKind::Process);
+        let errs = env(&[("ROUTER_RELOADER", "kubectl")]).unwrap_err();
+        assert!(
+            errs[0].to_string().starts_with("ROUTER_RELOADER: \"kubectl\" is not a reloader"),
+            "{}",
+            errs[0]
+        );
+        assert!(env(&[("ROUTER_PROXY_CONTAINER", "a b")]).unwrap_err()[0]
+            .to_string()
+            .contains("ROUTER_PROXY_CONTAINER"));
+        assert!(env(&[("ROUTER_PROXY_CONTAINER", "x;rm")]).is_err());
+        assert!(env(&[("ROUTER_DOCKER_SOCKET", "docker.sock")]).unwrap_err()[0]
+            .to_string()
+            .contains("absolute"));
     }
 }

@@ -57,7 +57,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .context("starting nginx for the demo")?;
     let mut settings = settings;
     settings.proxy.pid_file = proxy.pid_file();
-    let router = crate::app::process_router(settings.clone())?;
+    let router = crate::app::router(settings.clone())?;
     let status = crate::status::StatusServer {
         status: router.status(),
         api_metrics: router.api_metrics(),

@@ -82,7 +82,12 @@ enum Command {
 fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    // Colour only on a terminal: `docker logs` and log shippers get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();
     } else {
@@ -137,7 +142,7 @@ async fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let status_address = settings.status_address;
-    let router = app::process_router(settings.clone())?;
+    let router = app::router(settings.clone())?;
     let server = StatusServer {
         status: router.status(),
         api_metrics: router.api_metrics(),

@@ -2,19 +2,72 @@
 //! only for structural change, then confirm the proxy serves the new hashes. On failure the last
 //! good files stay (or are put back) and the error says why.
 
+pub mod docker;
 pub mod files;
+pub mod filewatch;
 pub mod probe;
 pub mod reloader;
 pub mod validate;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::reconcile::RouteTable;
 use crate::render::{render, Dir, Layout, Rendered, RenderedFile};
+use docker::DockerReloader;
+use filewatch::FileWatchReloader;
 use probe::ProxyProbe;
-use reloader::Reloader;
-use validate::Validator;
+use reloader::{ProcessReloader, Reloader};
+use validate::{BoxFuture, ValidateConfig};
+
+/// Tells which proxy instance runs, so that a restarted or recreated proxy gets the current config
+/// re-applied: a container id and start time, a master pid. `None` when it cannot be told.
+pub trait ProxyIdentity: Send + Sync {
+    fn identity(&self) -> BoxFuture<'_, Option<String>>;
+}
+
+impl ProxyIdentity for ProcessReloader {
+    fn identity(&self) -> BoxFuture<'_, Option<String>> {
+        let pid = std::fs::read_to_string(&self.pid_file).ok().map(|t| format!("pid {}", t.trim()));
+        Box::pin(async move { pid })
+    }
+}
+
+/// The reloader chosen at start (`ROUTER_RELOADER`).
+#[derive(Debug, Clone)]
+pub enum AnyReloader {
+    Process(ProcessReloader),
+    Docker(DockerReloader),
+    File(FileWatchReloader),
+}
+
+impl Reloader for AnyReloader {
+    async fn reload(&self) -> anyhow::Result<()> {
+        match self {
+            AnyReloader::Process(r) => r.reload().await,
+            AnyReloader::Docker(r) => r.reload().await,
+            AnyReloader::File(r) => r.reload().await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            AnyReloader::Process(r) => r.describe(),
+            AnyReloader::Docker(r) => r.describe(),
+            AnyReloader::File(r) => r.describe(),
+        }
+    }
+}
+
+impl ProxyIdentity for AnyReloader {
+    fn identity(&self) -> BoxFuture<'_, Option<String>> {
+        match self {
+            AnyReloader::Process(r) => r.identity(),
+            AnyReloader::Docker(r) => r.identity(),
+            AnyReloader::File(_) => Box::pin(async { None }),
+        }
+    }
+}
 
 /// What an apply did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +86,8 @@ pub enum ApplyError {
     Render(#[from] crate::render::RenderError),
     #[error("new config is invalid, the previous one keeps serving: {0}")]
     Invalid(String),
+    #[error("cannot validate the new config, the previous one keeps serving: {0:#}")]
+    CannotValidate(anyhow::Error),
     #[error("proxy is not reachable; config is written and will be confirmed when it answers: {0:#}")]
     ProxyDown(anyhow::Error),
     #[error("proxy did not take the new config, restored the previous one: {0:#}")]
@@ -45,13 +100,19 @@ pub struct Applier<R: Reloader> {
     pub layout: Layout,
     pub conf_dir: PathBuf,
     pub lua_dir: PathBuf,
-    pub validator: Validator,
+    pub validator: Box<dyn ValidateConfig>,
     pub reloader: R,
     pub probe: ProxyProbe,
     pub staging_dir: PathBuf,
     pub confirm_timeout: Duration,
+    /// Tells a restarted or recreated proxy apart (see [`Applier::with_identity`]).
+    pub identity: Option<Box<dyn ProxyIdentity>>,
+    /// How often an unchanged render checks that the proxy still serves it.
+    pub check_interval: Duration,
     last_good: Option<Rendered>,
     reloads: u64,
+    last_check: Option<Instant>,
+    known_identity: Option<String>,
 }
 
 impl<R: Reloader> Applier<R> {
@@ -60,7 +121,7 @@ impl<R: Reloader> Applier<R> {
         layout: Layout,
         conf_dir: PathBuf,
         lua_dir: PathBuf,
-        validator: Validator,
+        validator: impl ValidateConfig + 'static,
         reloader: R,
         probe: ProxyProbe,
         staging_dir: PathBuf,
@@ -69,14 +130,25 @@ impl<R: Reloader> Applier<R> {
             layout,
             conf_dir,
             lua_dir,
-            validator,
+            validator: Box::new(validator),
             reloader,
             probe,
             staging_dir,
             confirm_timeout: Duration::from_secs(10),
+            identity: None,
+            check_interval: Duration::from_secs(2),
             last_good: None,
             reloads: 0,
+            last_check: None,
+            known_identity: None,
         }
+    }
+
+    /// Re-apply the current config when `identity` reports another proxy instance than the one
+    /// that confirmed it (a container restarted or recreated, a new nginx master).
+    pub fn with_identity(mut self, identity: impl ProxyIdentity + 'static) -> Self {
+        self.identity = Some(Box::new(identity));
+        self
     }
 
     /// Reloads signalled by this applier since it started.
@@ -92,7 +164,14 @@ impl<R: Reloader> Applier<R> {
     pub async fn apply(&mut self, table: &RouteTable) -> Result<ApplyOutcome, ApplyError> {
         let rendered = render(&self.layout, table)?;
         let structural_changed = match &self.last_good {
-            Some(good) if *good == rendered => return Ok(ApplyOutcome::Unchanged),
+            Some(good) if *good == rendered => match self.proxy_drift(&rendered).await {
+                None => return Ok(ApplyOutcome::Unchanged),
+                Some(reason) => {
+                    tracing::warn!(%reason, "re-applying the current config to the proxy");
+                    self.last_good = None;
+                    true
+                }
+            },
             Some(good) => good.structural != rendered.structural,
             None => true,
         };
@@ -101,8 +180,59 @@ impl<R: Reloader> Applier<R> {
         } else {
             self.apply_routes(&rendered).await?
         };
+        if structural_changed {
+            // The instance that confirmed this config; a different one later gets it re-applied.
+            if let Some(identity) = &self.identity {
+                self.known_identity = identity.identity().await;
+            }
+            self.last_check = Some(Instant::now());
+        }
         self.last_good = Some(rendered);
         Ok(outcome)
+    }
+
+    /// With nothing new to apply, checks now and then that the proxy still serves the last good
+    /// config: a proxy that restarted, was recreated, serves another hash, or whose files were
+    /// lost (new volumes) gets it again. Returns why it must be re-applied.
+    async fn proxy_drift(&mut self, rendered: &Rendered) -> Option<String> {
+        if self.last_check.is_some_and(|at| at.elapsed() < self.check_interval) {
+            return None;
+        }
+        self.last_check = Some(Instant::now());
+        if let Some(identity) = &self.identity {
+            if let Some(now) = identity.identity().await {
+                let before = self.known_identity.replace(now.clone());
+                if before.is_some_and(|b| b != now) {
+                    return Some(format!("the proxy restarted or was recreated (now {now})"));
+                }
+            }
+        }
+        // Files lost or changed under the proxy (volumes recreated, someone edited them): a
+        // restart or a reload would load something else than what was confirmed.
+        let files_current = match self.read_live(rendered) {
+            Ok(live) => {
+                let files = rendered.structural.iter().chain([&rendered.routes]);
+                files.zip(&live).all(|(f, old)| old.as_deref() == Some(&f.bytes[..]))
+            }
+            Err(e) => return Some(format!("cannot read the proxy's files: {e:#}")),
+        };
+        if !files_current {
+            return Some("the proxy's files are not the ones last applied".into());
+        }
+        match self.probe.status().await {
+            Ok(s) if s.config_hash == rendered.config_hash && s.routes_version == rendered.routes_version => {
+                None
+            }
+            Ok(s) => Some(format!(
+                "the proxy serves config {} with routes {}, not {} with {}",
+                short(&s.config_hash),
+                short(&s.routes_version),
+                short(&rendered.config_hash),
+                short(&rendered.routes_version)
+            )),
+            // Not answering (restarting): it starts from the current files.
+            Err(_) => None,
+        }
     }
 
     async fn apply_structural(
@@ -175,11 +305,10 @@ impl<R: Reloader> Applier<R> {
 
     async fn validate(&self, table: &RouteTable) -> Result<(), ApplyError> {
         let _ = std::fs::remove_dir_all(&self.staging_dir);
-        let report = self
-            .validator
-            .validate(&self.layout, table, &self.staging_dir)
-            .await
-            .map_err(|e| ApplyError::Invalid(format!("{e:#}")))?;
+        let result = self.validator.validate(&self.layout, table, &self.staging_dir).await;
+        // The staged copy holds the secret key file too: do not leave it behind.
+        let _ = std::fs::remove_dir_all(&self.staging_dir);
+        let report = result.map_err(ApplyError::CannotValidate)?;
         if report.ok() {
             Ok(())
         } else {
@@ -222,4 +351,9 @@ impl<R: Reloader> Applier<R> {
             }
         }
     }
+}
+
+/// The first 12 characters of a hash, for logs.
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
 }
