@@ -11,6 +11,7 @@
 
 local cjson = require("cjson.safe")
 local ffi = require("ffi")
+local pages = require("clearml_pages")
 
 local _M = {}
 
@@ -276,37 +277,18 @@ local function strip_credentials()
     end
 end
 
-local function wants_html()
-    local accept = ngx.var.http_accept or ""
-    return accept:find("text/html", 1, true) ~= nil
-end
-
-local function html_escape(s)
-    return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }))
-end
-
 local function refuse(status, code, title, message, with_login)
-    ngx.status = status
-    ngx.header["Cache-Control"] = "no-store"
-    if wants_html() then
-        ngx.header["Content-Type"] = "text/html; charset=utf-8"
-        local login = ""
-        if with_login and settings.login_url and settings.login_url ~= "" then
-            local here = ngx.var.scheme .. "://" .. (ngx.var.http_host or "") .. ngx.var.request_uri
-            local href = settings.login_url .. "?redirect=" .. ngx.escape_uri(here)
-            login = "<p><a href=\"" .. html_escape(href) .. "\">Log in to ClearML</a>, then reload this page.</p>"
-        end
-        ngx.say("<!doctype html><html><head><meta charset=\"utf-8\"><title>", title,
-            "</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>",
-            title, "</h1><p>", message, "</p>", login, "<p><small>ClearML gateway</small></p></body></html>")
-    else
-        ngx.header["Content-Type"] = "application/json"
-        if status == 401 then
-            ngx.header["WWW-Authenticate"] = 'Bearer realm="clearml"'
-        end
-        ngx.say(cjson.encode({ error = code, message = message, login_url = with_login and settings.login_url or nil }))
+    local login_html, login_json
+    if with_login and settings.login_url and settings.login_url ~= "" then
+        local here = ngx.var.scheme .. "://" .. (ngx.var.http_host or "") .. ngx.var.request_uri
+        local href = settings.login_url .. "?redirect=" .. ngx.escape_uri(here)
+        login_html = "<p><a href=\"" .. pages.html_escape(href) .. "\">Log in to ClearML</a>, then reload this page.</p>"
+        login_json = { login_url = settings.login_url }
     end
-    return ngx.exit(status)
+    if status == 401 and not pages.wants_html() then
+        ngx.header["WWW-Authenticate"] = 'Bearer realm="clearml"'
+    end
+    return pages.send(status, code, title, message, login_html, login_json)
 end
 
 -- access phase: lets the request through with identity headers set, or answers it.

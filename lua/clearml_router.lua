@@ -9,6 +9,7 @@
 local cjson = require("cjson.safe")
 local balancer = require("ngx.balancer")
 local auth = require("clearml_auth")
+local pages = require("clearml_pages")
 
 local _M = {}
 
@@ -131,24 +132,8 @@ function _M.start_poller(interval)
     end
 end
 
-local function wants_html()
-    local accept = ngx.var.http_accept or ""
-    return accept:find("text/html", 1, true) ~= nil
-end
-
 local function error_page(status, code, title, message)
-    ngx.status = status
-    ngx.header["Cache-Control"] = "no-store"
-    if wants_html() then
-        ngx.header["Content-Type"] = "text/html; charset=utf-8"
-        ngx.say("<!doctype html><html><head><meta charset=\"utf-8\"><title>", title,
-            "</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>",
-            title, "</h1><p>", message, "</p><p><small>ClearML gateway</small></p></body></html>")
-    else
-        ngx.header["Content-Type"] = "application/json"
-        ngx.say(cjson.encode({ error = code, message = message }))
-    end
-    return ngx.exit(status)
+    return pages.send(status, code, title, message)
 end
 
 function _M.not_found()

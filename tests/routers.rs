@@ -18,7 +18,7 @@ async fn two_routers_split_tasks_by_queue_and_respect_ownership() {
         ..Default::default()
     })
     .await;
-    let b = Gateway::start(Options {
+    let mut b = Gateway::start(Options {
         env: vec![("ROUTER_NAME", "router-b".into()), ("LISTEN_QUEUE_NAME", "team-b".into())],
         emulator: Some(a.emulator.clone()),
         ..Default::default()
@@ -48,14 +48,16 @@ async fn two_routers_split_tasks_by_queue_and_respect_ownership() {
     let r = http_client().get(format!("{}/service/{on_b}/", a.router_url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
 
-    // A task moves to router B's queue: B refuses to take over A's endpoint, A's URL stays.
-    let team_b = emulator.create_queue("team-b");
-    emulator.update_task(&on_a, |t| t["execution"]["queue"] = json!(team_b));
+    // Router B now also listens to A's queue: it leaves A's endpoint alone, A's URL stays.
+    b.stop_router().await;
+    b.extra_env.push(("LISTEN_QUEUE_NAME".into(), "team-b team-a".into()));
+    b.start_router();
     let deadline = tokio::time::Instant::now() + T;
     while !b.router_log().contains("served by router \"router-a\"") {
         assert!(tokio::time::Instant::now() < deadline, "{}", b.router_log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         emulator.task(&on_a).unwrap()["runtime"]["endpoint"],
         format!("{}/service/{on_a}/", a.router_url)

@@ -27,6 +27,7 @@ pub const LUA_MODULE_FILE: &str = "clearml_router.lua";
 pub const ROUTES_FILE: &str = "routes.json";
 /// Name of the Lua auth module, its JSON settings and its key file, in the Lua directory.
 pub const AUTH_MODULE_FILE: &str = "clearml_auth.lua";
+pub const PAGES_MODULE_FILE: &str = "clearml_pages.lua";
 pub const AUTH_SETTINGS_FILE: &str = "auth.json";
 pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
 
@@ -34,6 +35,7 @@ const ROUTER_CONF_TEMPLATE: &str = include_str!("../../templates/router.conf.ter
 const ROUTER_STREAM_TEMPLATE: &str = include_str!("../../templates/router.stream.tera");
 const LUA_MODULE: &str = include_str!("../../lua/clearml_router.lua");
 const AUTH_MODULE: &str = include_str!("../../lua/clearml_auth.lua");
+const PAGES_MODULE: &str = include_str!("../../lua/clearml_pages.lua");
 
 /// How long an idle connection (websocket, SSH) is kept open.
 const IDLE_TIMEOUT: &str = "1d";
@@ -156,6 +158,7 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
     let mut structural = vec![
         RenderedFile::new(Dir::Lua, LUA_MODULE_FILE, LUA_MODULE.as_bytes().to_vec()),
         RenderedFile::new(Dir::Lua, AUTH_MODULE_FILE, AUTH_MODULE.as_bytes().to_vec()),
+        RenderedFile::new(Dir::Lua, PAGES_MODULE_FILE, PAGES_MODULE.as_bytes().to_vec()),
         RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
         RenderedFile { secret: true, ..RenderedFile::new(Dir::Lua, AUTH_KEY_FILE, layout.auth.key_file()) },
         RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout, table)?.into_bytes()),
