@@ -27,6 +27,7 @@ Configuration comes from the environment, with the enterprise router's names:
   ROUTER__WEBSERVER__SERVER_PORT     port the proxy serves HTTP on (default 8080)
   ROUTER_NAME, LISTEN_QUEUE_NAME     router name; queues to route (comma/space separated, wildcards, `none` = all)
   LOGGER_LEVEL                       debug | info | warning | error
+  ROUTER_STATUS_ADDRESS              status page, JSON API and /metrics (default 127.0.0.1:18081)
 See README.md for every setting. Secrets are never printed.";
 
 #[derive(Parser)]
