@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: install what is missing, check formatting and lints,
-# then run every test (unit, real nginx + Lua, real clearml SDK).
+# then run every test (unit, real nginx + Lua, real clearml SDK, real Docker, headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
-cargo test 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Library, binaries and integration tests (the crate has no doc tests).
+cargo test --lib --bins --tests 2>&1 | tee "$log"
+# One closing line for the whole run.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
