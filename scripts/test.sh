@@ -11,4 +11,4 @@ trap 'rm -f "$log"' EXIT
 # Library, binaries and integration tests (the crate has no doc tests).
 cargo test --lib --bins --tests 2>&1 | tee "$log"
 # One closing line for the whole run.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
