@@ -106,6 +106,8 @@ fn demo_settings(args: &DemoArgs, emulator: &EmulatorHandle) -> anyhow::Result<S
         ("ROUTER_NGINX_PID_FILE", args.dir.join("nginx.pid").display().to_string()),
         ("ROUTER_NGINX_BIN", nginx_bin),
         ("ROUTER_ALLOW_LOOPBACK_TARGETS", "true".into()),
+        // The emulator stands in for the web app's login page (sets the cookie, comes back).
+        ("AUTH_LOGIN_URL", format!("{}/_emulator/login", emulator.url())),
         ("ROUTER_POLL_INTERVAL_SECONDS", "0.5".into()),
         ("TCP_PORT_START", "10000".into()),
         ("TCP_PORT_END", "10100".into()),
@@ -176,10 +178,10 @@ fn print_guide(
     println!("\nClearML gateway demo is running.\n");
     println!("  ClearML emulator: {}", emulator.url());
     println!("  Proxy:            {router_url}  (nginx, config in {})", args.dir.display());
-    println!("\nEndpoints need a ClearML login. A token of the emulator's user (valid 24 h):");
+    println!("\nEndpoints need a ClearML login. In a browser, open an endpoint: the login page links to");
+    println!("the emulator's stand-in for the ClearML login, which sets the cookie and brings you back.");
+    println!("Scripts send a token as `Authorization: Bearer $TOKEN`; one for the emulator's user (24 h):");
     println!("  TOKEN={token}");
-    println!("Scripts send it as `Authorization: Bearer $TOKEN`; a browser sends it as the cookie");
-    println!("`clearml_token_basic` (set it in the browser's dev tools for 127.0.0.1 to click the URLs).");
     println!("\nEndpoints the router published on the tasks:");
     for task in tasks {
         if let Some(url) = endpoint_of(emulator, task) {
@@ -225,6 +227,20 @@ async fn smoke_check(
         let anonymous = http.get(&url).send().await?.status();
         check(format!("GET {url} without a login -> {anonymous}"), anonymous == 401);
     }
+    let first = tasks.first().and_then(|t| endpoint_of(emulator, t)).context("no endpoint")?;
+    let login_page = http.get(&first).header("accept", "text/html").send().await?.text().await?;
+    check(
+        format!("login page of {first} links to the login"),
+        login_page.contains("/_emulator/login?redirect="),
+    );
+    let no_redirects =
+        reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build()?;
+    let login =
+        no_redirects.get(format!("{}/_emulator/login?redirect={first}", emulator.url())).send().await?;
+    let cookie = login.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
+    let with_cookie = http.get(&first).header("cookie", cookie).send().await?.status();
+    check(format!("GET {first} with the login cookie -> {with_cookie}"), with_cookie == 200);
     let missing =
         http.get(format!("{router_url}/service/0123456789abcdef/")).bearer_auth(token).send().await?.status();
     check(format!("GET {router_url}/service/0123456789abcdef/ -> {missing}"), missing == 404);

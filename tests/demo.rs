@@ -27,5 +27,5 @@ async fn demo_smoke_check_passes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("smoke: all checks passed"), "{stdout}");
-    assert_eq!(stdout.matches(" ok\n").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches(" ok\n").count(), 7, "{stdout}");
 }

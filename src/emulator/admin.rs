@@ -36,6 +36,30 @@ pub fn router() -> axum::Router<Arc<Shared>> {
         .route("/stats/reset", post(reset_stats))
         .route("/calls", get(calls))
         .route("/routes", get(routes).post(set_routes))
+        .route("/login", get(browser_login))
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    redirect: Option<String>,
+}
+
+/// Stands in for the ClearML web app's login: sets the login cookie of the default user (cookies
+/// ignore ports, so a gateway on the same host sees it) and sends the browser back. Only local
+/// redirect targets are followed.
+async fn browser_login(
+    State(shared): AppState,
+    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
+) -> Response {
+    let mut state = shared.lock();
+    let user = state.config.default_user();
+    let token = state.auth.mint(&user, unix_now(), 24 * 3600);
+    let local =
+        |url: &str| ["http://127.0.0.1:", "http://localhost:", "/"].iter().any(|p| url.starts_with(p));
+    let target = q.redirect.filter(|r| local(r) && !r.contains(['\r', '\n'])).unwrap_or_else(|| "/".into());
+    let cookie = format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400", super::AUTH_COOKIE);
+    (StatusCode::FOUND, [(axum::http::header::SET_COOKIE, cookie), (axum::http::header::LOCATION, target)])
+        .into_response()
 }
 
 fn not_found(what: &str, id: &str) -> Response {
