@@ -101,16 +101,32 @@ async fn reloads_per_churn(gw: &Gateway) {
 }
 
 async fn poll_cost(gw: &Gateway) {
+    let started = Instant::now();
+    let mut asking = Vec::new();
     for i in 0..1000 {
         let status = if i % 2 == 0 { "in_progress" } else { "completed" };
-        gw.emulator.create_task(NewTask {
+        let tagged = i % 4 < 2;
+        let id = gw.emulator.create_task(NewTask {
             name: format!("bulk-{i}"),
             status: status.into(),
             runtime: json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "10.9.0.1", "_PORT": 9000 + i % 1000, "notes": "x".repeat(200)}),
-            system_tags: if i % 4 < 2 { vec!["external_service".into()] } else { vec![] },
+            system_tags: if tagged { vec!["external_service".into()] } else { vec![] },
             ..Default::default()
         });
+        if tagged && status == "in_progress" {
+            asking.push(id);
+        }
     }
+    // All new endpoints published (routed, confirmed, written back to each task).
+    while !asking.iter().all(|t| gw.runtime(t).get("endpoint").is_some()) {
+        assert!(started.elapsed() < Duration::from_secs(120), "bulk endpoints never published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "{} endpoints requested at once (among 1,000 tasks) all published in {:.2} s",
+        asking.len(),
+        started.elapsed().as_secs_f64()
+    );
     // Let the router settle (write-backs for the new routes), then measure one steady-state poll.
     tokio::time::sleep(Duration::from_secs(5)).await;
     gw.emulator.reset_stats();

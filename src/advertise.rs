@@ -4,12 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::clearml::{ApiError, ClearmlClient};
 use crate::model::{RouteId, TaskId};
 use crate::reconcile::RouteTable;
 use crate::sources::tasks::{keys, RouterIdentity};
+
+/// Task write-backs in flight at once.
+const WRITE_CONCURRENCY: usize = 8;
 
 /// One runtime key the router wants on a task, and what it goes back to when the route is gone
 /// (`None`: the key is removed).
@@ -134,22 +138,34 @@ impl Advertiser {
     /// Brings every task's runtime in line with the live table. Only called after the proxy
     /// confirmed the table, so an advertised URL always works.
     pub async fn sync(&mut self, client: &ClearmlClient, table: &RouteTable) -> SyncReport {
-        let desired = desired_keys(&self.keys(), table);
+        let mut desired = desired_keys(&self.keys(), table);
         let tasks: BTreeSet<TaskId> = desired.keys().chain(self.advertised.keys()).cloned().collect();
-        let mut report = SyncReport::default();
-        let empty = Keys::new();
+        let mut writes = Vec::new();
         for task in tasks {
-            let want = desired.get(&task).unwrap_or(&empty);
-            let ours = self.advertised.get(&task).unwrap_or(&empty);
+            let want = desired.remove(&task).unwrap_or_default();
+            let ours = self.advertised.get(&task).cloned().unwrap_or_default();
             // Cheap check against the polled runtime first: most polls change nothing.
             if let Some(polled) = table.runtimes.get(&task) {
                 let mut copy = polled.clone();
-                if !merge(&mut copy, want, ours) {
+                if !merge(&mut copy, &want, &ours) {
                     self.record(&task, want);
                     continue;
                 }
             }
-            match write_keys(client, &task, want, ours).await {
+            writes.push((task, want, ours));
+        }
+        // Independent tasks are written concurrently (a router starting on many tasks).
+        let results: Vec<_> = futures_util::stream::iter(writes)
+            .map(|(task, want, ours)| async move {
+                let result = write_keys(client, &task, &want, &ours).await;
+                (task, want, result)
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut report = SyncReport::default();
+        for (task, want, result) in results {
+            match result {
                 Ok(wrote) => {
                     if wrote {
                         report.written.push(task.clone());
@@ -162,14 +178,15 @@ impl Advertiser {
                 Err(e) => report.failed.push((task, e.to_string())),
             }
         }
+        report.written.sort();
         report
     }
 
-    fn record(&mut self, task: &TaskId, want: &Keys) {
+    fn record(&mut self, task: &TaskId, want: Keys) {
         if want.is_empty() {
             self.advertised.remove(task);
         } else {
-            self.advertised.insert(task.clone(), want.clone());
+            self.advertised.insert(task.clone(), want);
         }
     }
 }
