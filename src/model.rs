@@ -298,9 +298,8 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let seg = ip.segments();
     let o = ip.octets();
     let low = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
-    if seg[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified() {
-        Some(low)
-    } else if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    let compatible = seg[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified();
+    if compatible || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         Some(low)
     } else if seg[0] == 0x2002 {
         Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]))
