@@ -12,11 +12,12 @@ use crate::clearml::{ApiError, ClearmlClient, TaskQuery};
 use crate::config::{queue_pattern_regex, QueueFilter, Settings};
 use std::collections::BTreeMap;
 
-use crate::model::{Port, RouteId, TargetPolicy};
+use crate::model::{Port, RouteId, TargetPolicy, TaskId};
 use crate::reconcile::RouteTable;
 use crate::sources::applied::table_from_routes_file;
 use crate::sources::snapshot::Snapshot;
 use crate::sources::tasks::RouterIdentity;
+use crate::static_routes::{groups_parser, routes_parser, Groups, RouteName, StaticRoute, Watched};
 use crate::status::state::{ApplyRecord, RouterInfo};
 use crate::status::SharedStatus;
 use crate::tcp_ports::TcpPlan;
@@ -35,6 +36,64 @@ pub struct RouterLoop<R: Reloader> {
     last_poll_error: Option<String>,
     last_refusals: BTreeSet<String>,
     status: SharedStatus,
+    static_routes: StaticInputs,
+}
+
+/// The static routes file and the groups file, re-read on every tick (a read of two small files;
+/// unchanged content is not parsed again) and kept at their last good content.
+pub struct StaticInputs {
+    pub routes: Option<Watched<Vec<StaticRoute>>>,
+    pub groups: Option<Watched<Groups>>,
+    /// Which task serves each static route, from the last applied table.
+    pub incumbents: BTreeMap<RouteName, TaskId>,
+}
+
+impl StaticInputs {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            routes: settings.static_routes_file.clone().map(Watched::new),
+            groups: settings.groups_file.clone().map(Watched::new),
+            incumbents: BTreeMap::new(),
+        }
+    }
+
+    /// Re-reads the files; logs each accepted or refused content once.
+    pub fn refresh(&mut self, policy: &TargetPolicy) {
+        if let Some(w) = self.routes.as_mut() {
+            if let Some(msg) = w.refresh(routes_parser(policy)) {
+                match &w.error {
+                    None => tracing::info!(file = %msg, routes = w.good.len(), "static routes loaded"),
+                    Some(_) => tracing::error!(error = %msg, "static routes file refused"),
+                }
+            }
+        }
+        if let Some(w) = self.groups.as_mut() {
+            if let Some(msg) = w.refresh(groups_parser) {
+                match &w.error {
+                    None => tracing::info!(file = %msg, groups = w.good.len(), "groups loaded"),
+                    Some(_) => tracing::error!(error = %msg, "groups file refused"),
+                }
+            }
+        }
+    }
+
+    /// Puts the static routes (and the router settings they need) into `table`.
+    pub fn attach(&self, settings: &Settings, table: &mut RouteTable) {
+        table.router_host = crate::static_routes::router_host(&settings.router_url);
+        table.secure_cookies = settings.auth.secure_cookies;
+        let empty_routes = Vec::new();
+        let empty_groups = Groups::new();
+        let routes = self.routes.as_ref().map(|w| &w.good).unwrap_or(&empty_routes);
+        let groups = self.groups.as_ref().map(|w| &w.good).unwrap_or(&empty_groups);
+        table.attach_static(routes, groups, &self.incumbents);
+    }
+
+    /// Why a file is refused right now (the last good content serves meanwhile).
+    pub fn errors(&self) -> Vec<String> {
+        let routes = self.routes.as_ref().and_then(|w| w.error.clone());
+        let groups = self.groups.as_ref().and_then(|w| w.error.clone());
+        routes.into_iter().chain(groups).collect()
+    }
 }
 
 /// Builds the SSRF policy from the settings.
@@ -80,6 +139,7 @@ impl<R: Reloader> RouterLoop<R> {
         advertiser.assume_advertised(&left_on_disk);
         let tcp = tcp_plan(&settings, left_on_disk.tcp_ports());
         let policy = target_policy(&settings);
+        let static_routes = StaticInputs::new(&settings);
         let status = SharedStatus::new(RouterInfo {
             name: settings.router_name.clone(),
             url: settings.router_url.clone(),
@@ -105,6 +165,7 @@ impl<R: Reloader> RouterLoop<R> {
             last_poll_error: None,
             last_refusals: BTreeSet::new(),
             status,
+            static_routes,
         }
     }
 
@@ -169,7 +230,9 @@ impl<R: Reloader> RouterLoop<R> {
         if !self.learn_company().await {
             return;
         }
-        let table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
+        let mut table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
+        self.static_routes.refresh(&self.policy);
+        self.static_routes.attach(&self.settings, &mut table);
         self.log_refusals(&table);
         let started = Instant::now();
         let result = self.applier.apply(&table).await;
@@ -211,6 +274,7 @@ impl<R: Reloader> RouterLoop<R> {
         self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
         // Applied: these ports are the ones to keep from now on.
         self.tcp.previous = table.tcp_ports();
+        self.static_routes.incumbents = table.static_incumbents();
         let report = self.advertiser.sync(&self.client, &table).await;
         for task in &report.written {
             tracing::info!(task = %task, "endpoint keys updated on the task");

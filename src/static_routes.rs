@@ -393,6 +393,39 @@ pub fn save_file(path: &Path, routes: &[StaticRoute]) -> anyhow::Result<()> {
     crate::apply::files::write_atomic(path, &serialize_file(path, routes))
 }
 
+/// `(scheme, authority, host)` of `ROUTER_URL` (`http`, `gw.example.com:8080`, `gw.example.com`).
+fn split_url(router_url: &str) -> (&str, &str, String) {
+    let (scheme, rest) = router_url.split_once("://").unwrap_or(("http", router_url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = if authority.starts_with('[') {
+        authority.split_once(']').map(|(h, _)| format!("{h}]")).unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority).to_owned()
+    };
+    (scheme, authority, host.to_ascii_lowercase())
+}
+
+/// The router's domain: subdomain routes are served at `<label>.<this>`.
+pub fn router_host(router_url: &str) -> String {
+    split_url(router_url).2
+}
+
+/// The host name a subdomain route answers on.
+pub fn subdomain_host(router_url: &str, label: &SubdomainLabel) -> String {
+    format!("{}.{}", label.as_str(), router_host(router_url))
+}
+
+/// The URL a static route is served at (what attached tasks get as `endpoint`).
+pub fn static_url(router_url: &str, location: &Location) -> String {
+    match location {
+        Location::Path(p) => format!("{router_url}{}/", p.as_str()),
+        Location::Subdomain(label) => {
+            let (scheme, authority, _) = split_url(router_url);
+            format!("{scheme}://{}.{authority}/", label.as_str())
+        }
+    }
+}
+
 /// The group -> members map (`ROUTER_GROUPS_FILE`, JSON `{group: [user id or name, ...]}`).
 pub type Groups = BTreeMap<GroupName, BTreeSet<String>>;
 
@@ -570,6 +603,16 @@ mod tests {
         assert!(msg.contains("route demo: path:"), "{msg}");
         assert_eq!(w.good.len(), 1, "the last good routes stay");
         assert!(w.error.is_some());
+    }
+
+    #[test]
+    fn urls_of_static_routes() {
+        let path = Location::Path(RoutePath::parse("/demo").unwrap());
+        let sub = Location::Subdomain(SubdomainLabel::parse("demo").unwrap());
+        assert_eq!(static_url("http://gw.example.com:8080", &path), "http://gw.example.com:8080/demo/");
+        assert_eq!(static_url("https://gw.example.com:8080/x", &sub), "https://demo.gw.example.com:8080/");
+        assert_eq!(router_host("https://GW.example.com:8080/x"), "gw.example.com");
+        assert_eq!(router_host("http://[fd00::1]:80"), "[fd00::1]");
     }
 
     #[test]

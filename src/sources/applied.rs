@@ -42,7 +42,15 @@ pub fn table_from_routes_file(bytes: &[u8]) -> RouteTable {
         let (task, endpoint) = id.parts();
         table.http.insert(
             id.clone(),
-            HttpRoute { id, task, endpoint, target, task_name: String::new(), user: String::new() },
+            HttpRoute {
+                id,
+                task,
+                endpoint,
+                target,
+                task_name: String::new(),
+                user: String::new(),
+                static_route: None,
+            },
         );
     }
     for (id, entry) in doc.tcp {
