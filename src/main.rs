@@ -139,6 +139,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let status_address = settings.status_address;
     let router = app::process_router(settings.clone())?;
     let server = StatusServer {
+        static_admin: settings.static_routes_file.clone().map(|path| {
+            clearml_gateway::status::admin::StaticAdmin::new(
+                path,
+                clearml_gateway::router::target_policy(&settings),
+            )
+        }),
         status: router.status(),
         api_metrics: router.api_metrics(),
         control_port: settings.proxy.control_port.get(),

@@ -233,6 +233,7 @@ impl<R: Reloader> RouterLoop<R> {
         let mut table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
         self.static_routes.refresh(&self.policy);
         self.static_routes.attach(&self.settings, &mut table);
+        self.status.static_errors(self.static_routes.errors());
         self.log_refusals(&table);
         let started = Instant::now();
         let result = self.applier.apply(&table).await;

@@ -22,6 +22,7 @@ async fn start(routes: Value) -> Gateway {
     write_routes(&gw, &routes);
     gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
     gw.start_router();
+    gw.wait_for_status(&gw.status_url("/readyz"), 200, T).await;
     gw
 }
 
@@ -291,4 +292,138 @@ async fn tasks_attach_by_name_and_a_single_target_route_keeps_its_first_task() {
     drop(log);
     assert!(gw.runtime(&wrong).get("endpoint").is_none());
     assert!(gw.runtime(&unknown).get("endpoint").is_none());
+}
+
+async fn wait_for_app(url: &str, host: Option<&str>, app: &str) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let mut req = http_client().get(url);
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        let body: Value = match req.send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if body["app"] == app {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{url} never reached {app}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_api_adds_edits_enables_disables_and_deletes_persisting_to_the_file() {
+    let gw = start(json!({"routes": []})).await;
+    let (a, b) = (sample_app("a").await, sample_app("b").await);
+    let http = http_client();
+    let api = gw.status_url("/api/static-routes");
+    let url = format!("{}/api-x/echo", gw.router_url);
+
+    let r = http
+        .post(&api)
+        .header("x-updated-by", "ada")
+        .json(&json!({"name": "api", "path": "/api-x", "access": "public", "targets": [a.to_string()]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    wait_for_app(&url, None, "a").await;
+    let file: Value = serde_json::from_slice(&std::fs::read(routes_file(&gw)).unwrap()).unwrap();
+    assert_eq!(file["routes"][0]["updated_by"], "ada");
+    assert!(file["routes"][0]["created"].is_string());
+
+    // Listed with its status once served.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let list: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
+        if list["routes"][0]["status"] == "Routing" {
+            assert_eq!(list["routes"][0]["url"], format!("{}/api-x/", gw.router_url));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status: Value = http.get(gw.status_url("/api/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["static_routes"][0]["name"], "api");
+    assert_eq!(status["static_routes"][0]["status"], "Routing");
+    let page = http.get(gw.status_url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"static-routes\"") && page.contains("api-x"), "{page}");
+
+    // A duplicate name and an invalid route are refused with the field named.
+    let dup = http.post(&api).json(&json!({"name": "api", "path": "/other"})).send().await.unwrap();
+    assert_eq!(dup.status(), 409);
+    let bad = http.post(&api).json(&json!({"name": "bad", "path": "nope"})).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("route bad: path: path must begin with '/'"));
+
+    // Enabled: view-only.
+    let edit = json!({"path": "/api-x", "access": "public", "targets": [b.to_string()], "enabled": false});
+    let r = http.put(format!("{api}/api")).json(&edit).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("enabled and view-only; disable it before editing"));
+
+    // Disable: routing stops (404); then edit and enable: served by the new target.
+    assert_eq!(http.post(format!("{api}/api/disable")).send().await.unwrap().status(), 200);
+    gw.wait_for_status(&url, 404, T).await;
+    let r = http.put(format!("{api}/api")).json(&edit).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(http.post(format!("{api}/api/enable")).send().await.unwrap().status(), 200);
+    wait_for_app(&url, None, "b").await;
+
+    // Delete: gone from the file and from the proxy.
+    assert_eq!(http.delete(format!("{api}/api")).send().await.unwrap().status(), 200);
+    gw.wait_for_status(&url, 404, T).await;
+    let file: Value = serde_json::from_slice(&std::fs::read(routes_file(&gw)).unwrap()).unwrap();
+    assert_eq!(file["routes"], json!([]));
+    assert_eq!(http.delete(format!("{api}/api")).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sdk_static_route_gets_the_static_url_and_traffic_reaches_it() {
+    let gw = start(json!({"routes": [
+        {"name": "sdk-demo", "path": "/sdk-demo", "access": "public", "load_balanced": true},
+    ]}))
+    .await;
+    // The emulator answers routers.get_routes with what the router's admin API lists.
+    let list: Value =
+        http_client().get(gw.status_url("/api/static-routes")).send().await.unwrap().json().await.unwrap();
+    let routes: Vec<Value> = list["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            json!({"name": r["name"], "type": r["type"], "enabled": r["enabled"],
+                "status": if r["status"] == "Routing" { "active" } else { "inactive" },
+                "load_balancer": {"enabled": r["load_balanced"]}})
+        })
+        .collect();
+    gw.emulator.set_routes(Value::Array(routes));
+    let app = sample_app("sdk-app").await;
+    let task = gw.emulator.create_task(clearml_gateway::emulator::NewTask {
+        name: "served".into(),
+        status: "in_progress".into(),
+        ..Default::default()
+    });
+    let port = app.port().to_string();
+    let args = [
+        task.as_str(),
+        "--port",
+        &port,
+        "--static-route",
+        "sdk-demo",
+        "--wait",
+        "--interval",
+        "0.5",
+        "--timeout",
+        "30",
+    ];
+    let out = run_sdk_script(&gw.emulator, "request_endpoint.py", &args).await;
+    let line = out.lines().find_map(|l| l.strip_prefix("SDK_RESULT=")).expect("a result");
+    let reply: Value = serde_json::from_str(line).unwrap();
+    let expected = format!("{}/sdk-demo/", gw.router_url);
+    assert_eq!(reply["result"]["endpoint"], expected.as_str(), "{reply}");
+    assert_eq!(reply["runtime"]["_ROUTER_ENDPOINT_MODE_PARAM"], "sdk-demo");
+    wait_for_app(&format!("{expected}hello"), None, "sdk-app").await;
 }
