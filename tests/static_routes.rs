@@ -18,8 +18,20 @@ fn routes_file(gw: &Gateway) -> PathBuf {
 }
 
 async fn start(routes: Value) -> Gateway {
+    start_with(routes, None).await
+}
+
+/// With `groups`: authentication on and that groups file.
+async fn start_with(routes: Value, groups: Option<Value>) -> Gateway {
     let mut gw = Gateway::start(Options { no_router: true, ..Default::default() }).await;
     write_routes(&gw, &routes);
+    if let Some(groups) = groups {
+        let path = gw.dir.path().join("groups.json");
+        std::fs::write(&path, groups.to_string()).unwrap();
+        gw.extra_env.push(("ROUTER_GROUPS_FILE".into(), path.display().to_string()));
+        gw.extra_env.push(("AUTH_ENABLED".into(), "true".into()));
+        gw.extra_env.push(("AUTH_SECURE_ENABLED".into(), "true".into()));
+    }
     gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
     gw.start_router();
     gw.wait_for_status(&gw.status_url("/readyz"), 200, T).await;
@@ -426,4 +438,80 @@ async fn sdk_static_route_gets_the_static_url_and_traffic_reaches_it() {
     assert_eq!(reply["result"]["endpoint"], expected.as_str(), "{reply}");
     assert_eq!(reply["runtime"]["_ROUTER_ENDPOINT_MODE_PARAM"], "sdk-demo");
     wait_for_app(&format!("{expected}hello"), None, "sdk-app").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_access_matrix() {
+    let app = sample_app("guarded").await;
+    let app2 = sample_app("guarded-2").await;
+    let t = app.to_string();
+    let gw = start_with(
+        json!({"routes": [
+            {"name": "ml-only", "path": "/ml", "groups": ["ml"], "targets": [t]},
+            {"name": "ops-only", "path": "/ops", "groups": ["ops"], "targets": [t]},
+            {"name": "nobody", "path": "/nobody", "groups": ["undefined-group"], "targets": [t]},
+            {"name": "any", "path": "/any", "targets": [t]},
+            {"name": "open", "path": "/open", "access": "public", "targets": [t]},
+            {"name": "pool", "path": "/pool", "access": "public", "load_balanced": true,
+             "targets": [t, app2.to_string()]},
+        ]}),
+        Some(json!({"ml": ["user-1"], "ops": ["Bob Ops"]})),
+    )
+    .await;
+    gw.emulator.add_user(clearml_gateway::emulator::EmulatedUser {
+        access_key: "bob-ak".into(),
+        secret_key: "bob-sk".into(),
+        id: "user-3".into(),
+        name: "Bob Ops".into(),
+        company_id: "company-1".into(),
+        company_name: "Emulated Company".into(),
+        role: "user".into(),
+    });
+    let ml_user = gw.emulator.mint_token("user-1", Duration::from_secs(3600));
+    let ops_user = gw.emulator.mint_token("user-3", Duration::from_secs(3600));
+    let get = |path: &str, token: Option<&str>| {
+        let mut req =
+            http_client().get(format!("{}{path}/echo", gw.router_url)).header("accept", "application/json");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    while get("/open", None).await != 200 || get("/any", Some(&ml_user)).await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", gw.router_log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cases = [
+        ("/ml", Some(&ml_user), 200),
+        ("/ml", Some(&ops_user), 403),
+        ("/ml", None, 401),
+        ("/ops", Some(&ml_user), 403),
+        ("/ops", Some(&ops_user), 200),
+        ("/nobody", Some(&ml_user), 403),
+        ("/any", Some(&ml_user), 200),
+        ("/any", Some(&ops_user), 200),
+        ("/any", None, 401),
+        ("/open", None, 200),
+        ("/open", Some(&ops_user), 200),
+    ];
+    for (path, token, want) in cases {
+        assert_eq!(get(path, token.map(String::as_str)).await, want, "{path} as {:?}", token.map(|_| "user"));
+    }
+    // AUTH_SECURE_ENABLED: the affinity cookie is Secure.
+    let (_, _, cookie) = get_json(&http_client(), &format!("{}/pool/echo", gw.router_url)).await;
+    let cookie = cookie.expect("affinity cookie");
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    // The task never sees the ClearML credentials, and sees who is asking.
+    let echo: Value = http_client()
+        .get(format!("{}/ml/echo", gw.router_url))
+        .header("authorization", format!("Bearer {ml_user}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(echo["headers"].get("authorization").is_none(), "{echo}");
+    assert_eq!(echo["headers"]["x-clearml-user-id"], "user-1");
 }
