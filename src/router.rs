@@ -197,10 +197,32 @@ impl<R: Reloader> RouterLoop<R> {
         }
         let mut ticker = tokio::time::interval(self.settings.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // File edits wake the loop at once (debounced); every tick re-reads the files anyway,
+        // so a missed event (or a watcher that could not start) only delays a change to the
+        // next poll.
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let files: Vec<std::path::PathBuf> = [&self.settings.static_routes_file, &self.settings.groups_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let _watcher = match crate::static_routes::watch(&files, wake.clone()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the static routes files; they are re-read every poll");
+                None
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = ticker.tick() => self.tick().await,
+                _ = wake.notified() => {
+                    // Debounce: an editor's write-rename-chmod burst becomes one apply.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    self.tick().await;
+                    ticker.reset();
+                }
                 _ = &mut shutdown => break,
             }
         }

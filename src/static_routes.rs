@@ -500,6 +500,35 @@ impl<T: Default> Watched<T> {
     }
 }
 
+/// Watches the directories of `files` (editors and the admin API replace files by rename) and
+/// wakes `wake` when one of the files changes. `None` when there is nothing to watch.
+pub fn watch(
+    files: &[PathBuf],
+    wake: std::sync::Arc<tokio::sync::Notify>,
+) -> notify::Result<Option<notify::RecommendedWatcher>> {
+    use notify::Watcher;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let names: BTreeSet<std::ffi::OsString> =
+        files.iter().filter_map(|f| f.file_name()).map(Into::into).collect();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if event.paths.iter().any(|p| p.file_name().is_some_and(|n| names.contains(n))) {
+                wake.notify_one();
+            }
+        }
+    })?;
+    let dirs: BTreeSet<PathBuf> = files
+        .iter()
+        .map(|f| f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned())
+        .collect();
+    for dir in dirs {
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    }
+    Ok(Some(watcher))
+}
+
 /// Parser for the routes file, for [`Watched::refresh`].
 pub fn routes_parser(
     policy: &TargetPolicy,

@@ -515,3 +515,22 @@ async fn group_access_matrix() {
     assert!(echo["headers"].get("authorization").is_none(), "{echo}");
     assert_eq!(echo["headers"]["x-clearml-user-id"], "user-1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_file_watcher_applies_edits_between_polls() {
+    let mut gw = Gateway::start(Options { no_router: true, ..Default::default() }).await;
+    write_routes(&gw, &json!({"routes": []}));
+    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
+    // Polls are 60 s apart: only the watcher can bring the edit in time.
+    gw.extra_env.push(("ROUTER_POLL_INTERVAL_SECONDS".into(), "60".into()));
+    gw.start_router();
+    gw.wait_for_status(&gw.status_url("/readyz"), 200, T).await;
+    let app = sample_app("watched").await;
+    write_routes(
+        &gw,
+        &json!({"routes": [{"name": "w", "path": "/w", "access": "public", "targets": [app.to_string()]}]}),
+    );
+    let started = std::time::Instant::now();
+    wait_for_app(&format!("{}/w/echo", gw.router_url), None, "watched").await;
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
