@@ -137,9 +137,10 @@ impl<R: Reloader> RouterLoop<R> {
             _ => RouteTable::default(),
         };
         advertiser.assume_advertised(&left_on_disk);
+        let mut static_routes = StaticInputs::new(&settings);
+        static_routes.incumbents = left_on_disk.static_incumbents();
         let tcp = tcp_plan(&settings, left_on_disk.tcp_ports());
         let policy = target_policy(&settings);
-        let static_routes = StaticInputs::new(&settings);
         let status = SharedStatus::new(RouterInfo {
             name: settings.router_name.clone(),
             url: settings.router_url.clone(),

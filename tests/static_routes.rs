@@ -225,7 +225,7 @@ async fn tasks_attach_by_name_and_a_single_target_route_keeps_its_first_task() {
         {"name": "single", "path": "/single", "access": "public"},
         {"name": "pool", "subdomain": "pool", "access": "public", "load_balanced": true},
     ]});
-    let gw = start(routes).await;
+    let mut gw = start(routes).await;
     let (one, two) = (sample_app("one").await, sample_app("two").await);
     let ask = |name: &str, mode: &str, route: &str, target: std::net::SocketAddr| {
         gw.emulator.create_task(clearml_gateway::emulator::NewTask {
@@ -304,6 +304,15 @@ async fn tasks_attach_by_name_and_a_single_target_route_keeps_its_first_task() {
     drop(log);
     assert!(gw.runtime(&wrong).get("endpoint").is_none());
     assert!(gw.runtime(&unknown).get("endpoint").is_none());
+
+    // A restarted router still knows what it advertised: a task that stopped meanwhile gets its
+    // static URL taken back, and the single-target route stays with its task.
+    gw.stop_router().await;
+    gw.emulator.set_status(&p1, "stopped");
+    gw.start_router();
+    gw.wait_for_key_gone(&p1, "endpoint", T).await;
+    assert_eq!(gw.runtime(&second)["endpoint"], url.as_str());
+    assert_eq!(gw.runtime(&p2)["endpoint"], sub_url.as_str());
 }
 
 async fn wait_for_app(url: &str, host: Option<&str>, app: &str) {

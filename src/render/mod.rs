@@ -122,6 +122,10 @@ struct StaticEntry {
     /// Who may use it (user ids or names); absent: any login of the workspace.
     #[serde(skip_serializing_if = "Option::is_none")]
     members: Option<Vec<String>>,
+    /// Task endpoints serving it (route ids): a restarted router knows what it advertised and
+    /// which task keeps a single-target route.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tasks: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -165,6 +169,11 @@ fn static_doc(table: &RouteTable) -> StaticDoc {
             load_balanced: served.route.load_balanced,
             public: matches!(served.route.access, crate::static_routes::Access::Public),
             members: served.members.as_ref().map(|m| m.iter().cloned().collect()),
+            tasks: served
+                .tasks
+                .iter()
+                .map(|a| RouteId::for_endpoint(&a.task, a.endpoint.as_ref()).to_string())
+                .collect(),
         };
         doc.routes.insert(name, entry);
     }
