@@ -265,4 +265,61 @@ mod tests {
         assert_eq!(table.refusals.len(), 1);
         assert!(table.refusals[0].reason.contains("duplicate"));
     }
+
+    #[test]
+    fn static_asks_attach_by_name_with_the_single_target_rule() {
+        use crate::static_routes::{validate_doc, RoutesFileDoc};
+        let ask = |id: &str, port: u16, mode: &str, route: &str| {
+            json!({"id": id, "status": "in_progress", "system_tags": ["external_service"],
+                   "runtime": {"_SERVICE": "EXTERNAL", "_ADDRESS": "10.0.0.1", "_PORT": port,
+                               "_ROUTER_ENDPOINT_MODE": mode, "_ROUTER_ENDPOINT_MODE_PARAM": route}})
+        };
+        let tasks = vec![
+            ask("a", 1, "path", "single"),
+            ask("b", 2, "path", "single"),
+            ask("c", 3, "path", "pool"),
+            ask("d", 4, "path", "pool"),
+            ask("e", 5, "subdomain", "pool"),
+            ask("f", 6, "path", "off"),
+            ask("g", 7, "path", "fixed"),
+            ask("h", 8, "path", "Bad Name"),
+        ];
+        let doc: RoutesFileDoc = serde_json::from_value(json!({"routes": [
+            {"name": "single", "path": "/single"},
+            {"name": "pool", "path": "/pool", "load_balanced": true, "targets": ["10.0.0.9:80"]},
+            {"name": "off", "path": "/off", "enabled": false},
+            {"name": "fixed", "path": "/fixed", "targets": ["10.0.0.9:81"]},
+        ]}))
+        .unwrap();
+        let policy = TargetPolicy::default();
+        let routes = validate_doc(&doc, &policy).unwrap();
+        let snapshot = Snapshot { tasks, company: None };
+        let mut table =
+            RouteTable::build_with(&snapshot, &policy, &TcpPlan::default(), &RouterIdentity::default());
+        let b = TaskId::parse("b").unwrap();
+        let incumbents = [(RouteName::parse("single").unwrap(), b)].into();
+        table.attach_static(&routes, &Groups::new(), &incumbents);
+        assert!(table.http.is_empty(), "static asks get no /service/ route");
+        let served = |name: &str| {
+            let s = &table.statics[&RouteName::parse(name).unwrap()];
+            let tasks: Vec<&str> = s.tasks.iter().map(|a| a.task.as_str()).collect();
+            (tasks, s.targets.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(served("single"), (vec!["b"], vec!["10.0.0.1:2".to_owned()]), "the incumbent keeps it");
+        assert_eq!(served("pool").0, vec!["c", "d"]);
+        assert_eq!(served("pool").1, vec!["10.0.0.9:80", "10.0.0.1:3", "10.0.0.1:4"]);
+        assert_eq!(served("fixed").0, Vec::<&str>::new(), "a fixed target wins");
+        let reason = |task: &str| {
+            table.refusals.iter().find(|r| r.task == task).map(|r| r.reason.clone()).unwrap_or_default()
+        };
+        assert!(reason("a").contains("already served by task b"), "{}", reason("a"));
+        assert!(reason("e").contains("as subdomain, but it is a path route"), "{}", reason("e"));
+        assert!(reason("f").contains("static route off is disabled"), "{}", reason("f"));
+        assert!(reason("g").contains("already served by its fixed target"), "{}", reason("g"));
+        assert!(
+            reason("h").contains("_ROUTER_ENDPOINT_MODE_PARAM: static route name contains"),
+            "{}",
+            reason("h")
+        );
+    }
 }
