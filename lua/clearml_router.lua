@@ -318,6 +318,16 @@ serve_static = function(name, prefix, rest)
         return no_target()
     end
     local i = pick_target(name, route)
+    local upgrade = ngx.var.http_upgrade
+    if upgrade and upgrade:lower() == "websocket" then
+        -- Websockets of static routes are relayed in Lua, which can close them when the route
+        -- is disabled or deleted (a proxied connection is out of Lua's reach).
+        ngx.var.clearml_static_name = name
+        ngx.var.clearml_static_peer = route.targets[i]
+        ngx.var.clearml_upstream_uri = rest
+        ngx.var.clearml_route_prefix = prefix
+        return ngx.exec("@clearml_static_websocket")
+    end
     local host, port = route.targets[i]:match("^(%S+) (%d+)$")
     local ctx = ngx.ctx
     ctx.clearml_host = host
@@ -348,6 +358,91 @@ function _M.static_access()
         candidate = candidate:match("^(.*)/[^/]*$")
     end
     return _M.not_found()
+end
+
+-- Hop-by-hop and credential headers not copied to the target of a relayed websocket.
+local WS_SKIP = { ["x-forwarded-prefix"] = true, ["x-forwarded-for"] = true, ["x-forwarded-proto"] = true,
+    ["x-forwarded-host"] = true, ["x-real-ip"] = true, ["x-clearml-user-id"] = true,
+    ["x-clearml-user-name"] = true, ["x-clearml-company-id"] = true }
+
+-- content_by_lua for @clearml_static_websocket: relays one websocket between the client and the
+-- target chosen in access, and closes both sides once the route is no longer served (disabled,
+-- deleted, or the target dropped), checked at least every second.
+function _M.static_websocket()
+    local name = ngx.var.clearml_static_name
+    local peer = ngx.var.clearml_static_peer
+    local host, port = peer:match("^(%S+) (%d+)$")
+    local up = ngx.socket.tcp()
+    up:settimeout(10000)
+    local ok = up:connect(host, tonumber(port))
+    if not ok then
+        return _M.unavailable()
+    end
+    local lines = { ngx.req.get_method() .. " " .. ngx.var.clearml_upstream_uri .. " HTTP/1.1" }
+    for key, value in pairs(ngx.req.get_headers(100, true)) do
+        if not WS_SKIP[key:lower()] then
+            if type(value) ~= "table" then
+                value = { value }
+            end
+            for _, v in ipairs(value) do
+                lines[#lines + 1] = key .. ": " .. v
+            end
+        end
+    end
+    lines[#lines + 1] = "X-Forwarded-Prefix: " .. ngx.var.clearml_route_prefix
+    lines[#lines + 1] = "X-Forwarded-For: " .. ngx.var.remote_addr
+    lines[#lines + 1] = "X-Forwarded-Proto: " .. ngx.var.scheme
+    lines[#lines + 1] = "X-Forwarded-Host: " .. (ngx.var.http_host or "")
+    for header, var in pairs({ ["X-ClearML-User-Id"] = "clearml_user_id", ["X-ClearML-User-Name"] = "clearml_user_name",
+        ["X-ClearML-Company-Id"] = "clearml_company_id" }) do
+        local v = ngx.var[var]
+        if v and v ~= "" then
+            lines[#lines + 1] = header .. ": " .. v
+        end
+    end
+    if not up:send(table.concat(lines, "\r\n") .. "\r\n\r\n") then
+        return _M.unavailable()
+    end
+    local head = up:receiveuntil("\r\n\r\n")()
+    if not head then
+        return _M.unavailable()
+    end
+    local down = ngx.req.socket(true)
+    if not down then
+        up:close()
+        return ngx.exit(ngx.ERROR)
+    end
+    down:send(head .. "\r\n\r\n")
+    local served = function()
+        local raw = routes:get("s:" .. name)
+        return raw ~= nil and raw:find("\"" .. peer .. "\"", 1, true) ~= nil
+    end
+    local done = false
+    local function pipe(src, dst)
+        src:settimeout(1000)
+        while not done do
+            local data, err = src:receiveany(65536)
+            if data then
+                if not dst:send(data) then
+                    break
+                end
+            elseif err ~= "timeout" then
+                break
+            end
+            if not served() then
+                break
+            end
+        end
+        done = true
+    end
+    local a = ngx.thread.spawn(pipe, up, down)
+    local b = ngx.thread.spawn(pipe, down, up)
+    ngx.thread.wait(a, b)
+    done = true
+    up:close()
+    ngx.thread.kill(a)
+    ngx.thread.kill(b)
+    return ngx.exit(ngx.OK)
 end
 
 -- header_filter_by_lua: adds the affinity cookie next to the target's own cookies.

@@ -543,3 +543,46 @@ async fn the_file_watcher_applies_edits_between_polls() {
     wait_for_app(&format!("{}/w/echo", gw.router_url), None, "watched").await;
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disabling_a_route_cuts_its_open_websockets_only() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = sample_app("sockets").await;
+    let routes = |enabled: bool| {
+        json!({"routes": [
+            {"name": "ws", "path": "/ws-route", "access": "public", "targets": [app.to_string()], "enabled": enabled},
+            {"name": "other", "path": "/other", "access": "public", "targets": [app.to_string()]},
+        ]})
+    };
+    let gw = start(routes(true)).await;
+    wait_for_app(&format!("{}/ws-route/echo", gw.router_url), None, "sockets").await;
+    let ws_base = gw.router_url.replacen("http", "ws", 1);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/ws-route/ws")).await.expect("upgrade");
+    let (mut other, _) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/other/ws")).await.expect("upgrade");
+    for socket in [&mut ws, &mut other] {
+        socket.send(Message::Text("ping".into())).await.unwrap();
+        let echoed = tokio::time::timeout(T, socket.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(echoed, Message::Text("ping".into()));
+    }
+
+    write_routes(&gw, &routes(false));
+    // Within a poll plus the relay's 1 s check, the route's socket is closed.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the websocket of the disabled route stayed open");
+    // The other route's websocket is untouched.
+    other.send(Message::Text("still here".into())).await.unwrap();
+    let echoed = tokio::time::timeout(T, other.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echoed, Message::Text("still here".into()));
+    assert_eq!(gw.nginx_reloads(), 0);
+}
