@@ -53,6 +53,17 @@ pub fn desired_keys(router: &RouterIdentity<'_>, table: &RouteTable) -> BTreeMap
             keys.insert(keys::with_suffix(base, route.endpoint.as_ref()), Want::removable(url.clone()));
         }
     }
+    for served in table.statics.values() {
+        let url = crate::static_routes::static_url(router.url.unwrap_or_default(), &served.route.location);
+        let url = Value::String(url);
+        for a in &served.tasks {
+            let keys = out.entry(a.task.clone()).or_default();
+            keys.insert(keys::with_suffix(keys::OWNER, a.endpoint.as_ref()), owner.clone());
+            for base in [keys::ENDPOINT, keys::BROWSER_ENDPOINT] {
+                keys.insert(keys::with_suffix(base, a.endpoint.as_ref()), Want::removable(url.clone()));
+            }
+        }
+    }
     let Some(tcp_address) = router.tcp_address else { return out };
     for route in table.tcp.values() {
         let keys = out.entry(route.task.clone()).or_default();

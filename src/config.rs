@@ -72,6 +72,8 @@ pub struct RawEnv {
     router_reloader: Option<String>,
     router_proxy_container: Option<String>,
     router_docker_socket: Option<String>,
+    router_static_routes_file: Option<String>,
+    router_groups_file: Option<String>,
 }
 
 impl RawEnv {
@@ -247,6 +249,10 @@ pub struct Settings {
     pub status_address: std::net::SocketAddr,
     /// The ClearML web app, for links to tasks on the status page.
     pub web_host: String,
+    /// The static routes file (JSON, or YAML for `.yaml`/`.yml`), watched and edited by the admin API.
+    pub static_routes_file: Option<PathBuf>,
+    /// The group -> members map for static routes' allowed groups (JSON).
+    pub groups_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -383,6 +389,12 @@ impl Settings {
         let reloader = take(&mut errors, reloader_var(raw.router_reloader.as_deref()));
         let container = take(&mut errors, container_var(raw.router_proxy_container.as_deref()));
         let docker_socket = take(&mut errors, docker_socket_var(raw.router_docker_socket.as_deref()));
+        let static_routes_file = take(
+            &mut errors,
+            file_var("ROUTER_STATIC_ROUTES_FILE", raw.router_static_routes_file.as_deref()),
+        );
+        let groups_file =
+            take(&mut errors, file_var("ROUTER_GROUPS_FILE", raw.router_groups_file.as_deref()));
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -433,6 +445,8 @@ impl Settings {
             web_host: Some(web_host.expect(some))
                 .filter(|url| !url.is_empty())
                 .unwrap_or_else(|| default_web_host(api_host.as_deref().expect(some))),
+            static_routes_file: static_routes_file.expect(some),
+            groups_file: groups_file.expect(some),
         })
     }
 
@@ -558,6 +572,22 @@ fn url_var(var: &str, value: Option<&str>, fix: &str) -> Result<String, ConfigEr
         return Err(bad(var, format!("{:?} is not an http(s) URL", display_untrusted(v)), fix));
     }
     Ok(v.to_owned())
+}
+
+/// An optional file path whose directory must exist (the file itself may be created later).
+fn file_var(var: &str, value: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(v) = present(value) else { return Ok(None) };
+    let path = PathBuf::from(v);
+    let dir_ok = path.file_name().is_some()
+        && path.parent().map(|d| d.as_os_str().is_empty() || d.is_dir()).unwrap_or(false);
+    if !dir_ok || path.is_dir() {
+        return Err(bad(
+            var,
+            format!("{:?} is not a file path in an existing directory", display_untrusted(v)),
+            "set the path of a file (it may not exist yet) in an existing directory",
+        ));
+    }
+    Ok(Some(path))
 }
 
 /// `ROUTER_STATUS_ADDRESS`: `host:port` of the status server.
@@ -763,6 +793,13 @@ mod tests {
         assert!(env(&[("ROUTER_URL", "gw.example.com")]).is_err());
         assert!(env(&[("ROUTER_URL", "http://gw\"; evil")]).is_err());
         assert!(env(&[("LOGGER_LEVEL", "loud")]).is_err());
+        let errs = env(&[("ROUTER_STATIC_ROUTES_FILE", "/no/such/dir/routes.json")]).unwrap_err();
+        assert!(errs[0].to_string().starts_with("ROUTER_STATIC_ROUTES_FILE: "), "{errs:?}");
+        assert!(env(&[("ROUTER_GROUPS_FILE", "/tmp")]).is_err());
+        assert!(env(&[("ROUTER_STATIC_ROUTES_FILE", "/tmp/routes.yaml")])
+            .unwrap()
+            .static_routes_file
+            .is_some());
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         control_port: args.control_port,
         self_test: None,
         self_test_lock: Default::default(),
+        static_admin: None,
     }
     .spawn(SocketAddr::from(([127, 0, 0, 1], args.status_port)))
     .await?;

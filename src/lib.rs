@@ -21,5 +21,6 @@ pub mod router;
 pub mod sample_apps;
 pub mod selftest;
 pub mod sources;
+pub mod static_routes;
 pub mod status;
 pub mod tcp_ports;

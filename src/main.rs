@@ -145,6 +145,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let status_address = settings.status_address;
     let router = app::router(settings.clone())?;
     let server = StatusServer {
+        static_admin: settings.static_routes_file.clone().map(|path| {
+            clearml_gateway::status::admin::StaticAdmin::new(
+                path,
+                clearml_gateway::router::target_policy(&settings),
+            )
+        }),
         status: router.status(),
         api_metrics: router.api_metrics(),
         control_port: settings.proxy.control_port.get(),
@@ -257,7 +263,14 @@ async fn dry_run(
             .map(|bytes| table_from_routes_file(&bytes).tcp_ports())
             .unwrap_or_default();
         let plan = tcp_plan(&settings, previous_ports);
-        let table = RouteTable::build_with(&snapshot, &target_policy(&settings), &plan, &identity(&settings));
+        let policy = target_policy(&settings);
+        let mut table = RouteTable::build_with(&snapshot, &policy, &plan, &identity(&settings));
+        let mut statics = clearml_gateway::router::StaticInputs::new(&settings);
+        statics.refresh(&policy);
+        if let Some(error) = statics.errors().first() {
+            anyhow::bail!("{error}");
+        }
+        statics.attach(&settings, &mut table);
         let dry = DryRun {
             layout: app::layout(&settings, snapshot.company.clone()),
             router_url: settings.router_url.clone(),

@@ -12,11 +12,12 @@ use crate::clearml::{ApiError, ClearmlClient, TaskQuery};
 use crate::config::{queue_pattern_regex, QueueFilter, Settings};
 use std::collections::BTreeMap;
 
-use crate::model::{Port, RouteId, TargetPolicy};
+use crate::model::{Port, RouteId, TargetPolicy, TaskId};
 use crate::reconcile::RouteTable;
 use crate::sources::applied::table_from_routes_file;
 use crate::sources::snapshot::Snapshot;
 use crate::sources::tasks::RouterIdentity;
+use crate::static_routes::{groups_parser, routes_parser, Groups, RouteName, StaticRoute, Watched};
 use crate::status::state::{ApplyRecord, RouterInfo};
 use crate::status::SharedStatus;
 use crate::tcp_ports::TcpPlan;
@@ -35,6 +36,64 @@ pub struct RouterLoop<R: Reloader> {
     last_poll_error: Option<String>,
     last_refusals: BTreeSet<String>,
     status: SharedStatus,
+    static_routes: StaticInputs,
+}
+
+/// The static routes file and the groups file, re-read on every tick (a read of two small files;
+/// unchanged content is not parsed again) and kept at their last good content.
+pub struct StaticInputs {
+    pub routes: Option<Watched<Vec<StaticRoute>>>,
+    pub groups: Option<Watched<Groups>>,
+    /// Which task serves each static route, from the last applied table.
+    pub incumbents: BTreeMap<RouteName, TaskId>,
+}
+
+impl StaticInputs {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            routes: settings.static_routes_file.clone().map(Watched::new),
+            groups: settings.groups_file.clone().map(Watched::new),
+            incumbents: BTreeMap::new(),
+        }
+    }
+
+    /// Re-reads the files; logs each accepted or refused content once.
+    pub fn refresh(&mut self, policy: &TargetPolicy) {
+        if let Some(w) = self.routes.as_mut() {
+            if let Some(msg) = w.refresh(routes_parser(policy)) {
+                match &w.error {
+                    None => tracing::info!(file = %msg, routes = w.good.len(), "static routes loaded"),
+                    Some(_) => tracing::error!(error = %msg, "static routes file refused"),
+                }
+            }
+        }
+        if let Some(w) = self.groups.as_mut() {
+            if let Some(msg) = w.refresh(groups_parser) {
+                match &w.error {
+                    None => tracing::info!(file = %msg, groups = w.good.len(), "groups loaded"),
+                    Some(_) => tracing::error!(error = %msg, "groups file refused"),
+                }
+            }
+        }
+    }
+
+    /// Puts the static routes (and the router settings they need) into `table`.
+    pub fn attach(&self, settings: &Settings, table: &mut RouteTable) {
+        table.router_host = crate::static_routes::router_host(&settings.router_url);
+        table.secure_cookies = settings.auth.secure_cookies;
+        let empty_routes = Vec::new();
+        let empty_groups = Groups::new();
+        let routes = self.routes.as_ref().map(|w| &w.good).unwrap_or(&empty_routes);
+        let groups = self.groups.as_ref().map(|w| &w.good).unwrap_or(&empty_groups);
+        table.attach_static(routes, groups, &self.incumbents);
+    }
+
+    /// Why a file is refused right now (the last good content serves meanwhile).
+    pub fn errors(&self) -> Vec<String> {
+        let routes = self.routes.as_ref().and_then(|w| w.error.clone());
+        let groups = self.groups.as_ref().and_then(|w| w.error.clone());
+        routes.into_iter().chain(groups).collect()
+    }
 }
 
 /// Builds the SSRF policy from the settings.
@@ -78,6 +137,8 @@ impl<R: Reloader> RouterLoop<R> {
             _ => RouteTable::default(),
         };
         advertiser.assume_advertised(&left_on_disk);
+        let mut static_routes = StaticInputs::new(&settings);
+        static_routes.incumbents = left_on_disk.static_incumbents();
         let tcp = tcp_plan(&settings, left_on_disk.tcp_ports());
         let policy = target_policy(&settings);
         let status = SharedStatus::new(RouterInfo {
@@ -105,6 +166,7 @@ impl<R: Reloader> RouterLoop<R> {
             last_poll_error: None,
             last_refusals: BTreeSet::new(),
             status,
+            static_routes,
         }
     }
 
@@ -136,10 +198,32 @@ impl<R: Reloader> RouterLoop<R> {
         }
         let mut ticker = tokio::time::interval(self.settings.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // File edits wake the loop at once (debounced); every tick re-reads the files anyway,
+        // so a missed event (or a watcher that could not start) only delays a change to the
+        // next poll.
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let files: Vec<std::path::PathBuf> = [&self.settings.static_routes_file, &self.settings.groups_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let _watcher = match crate::static_routes::watch(&files, wake.clone()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the static routes files; they are re-read every poll");
+                None
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = ticker.tick() => self.tick().await,
+                _ = wake.notified() => {
+                    // Debounce: an editor's write-rename-chmod burst becomes one apply.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    self.tick().await;
+                    ticker.reset();
+                }
                 _ = &mut shutdown => break,
             }
         }
@@ -169,7 +253,10 @@ impl<R: Reloader> RouterLoop<R> {
         if !self.learn_company().await {
             return;
         }
-        let table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
+        let mut table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
+        self.static_routes.refresh(&self.policy);
+        self.static_routes.attach(&self.settings, &mut table);
+        self.status.static_errors(self.static_routes.errors());
         self.log_refusals(&table);
         let started = Instant::now();
         let result = self.applier.apply(&table).await;
@@ -211,6 +298,7 @@ impl<R: Reloader> RouterLoop<R> {
         self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
         // Applied: these ports are the ones to keep from now on.
         self.tcp.previous = table.tcp_ports();
+        self.static_routes.incumbents = table.static_incumbents();
         let report = self.advertiser.sync(&self.client, &table).await;
         for task in &report.written {
             tracing::info!(task = %task, "endpoint keys updated on the task");

@@ -112,10 +112,82 @@ struct TcpEntry<'a> {
     task: &'a str,
 }
 
+/// One enabled static route as the proxy's Lua sees it.
+#[derive(Serialize)]
+struct StaticEntry {
+    /// Path prefix stripped before the request reaches a target (`""` for subdomain routes).
+    prefix: String,
+    /// `"<ip> <port>"` each; empty: the route exists but has no target yet (503).
+    targets: Vec<String>,
+    load_balanced: bool,
+    public: bool,
+    /// Who may use it (user ids or names); absent: any login of the workspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<String>>,
+    /// Task endpoints serving it (route ids): a restarted router knows what it advertised and
+    /// which task keeps a single-target route.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tasks: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct StaticDoc {
+    routes: BTreeMap<String, StaticEntry>,
+    /// Path prefix -> route name.
+    paths: BTreeMap<String, String>,
+    /// Full host name -> route name.
+    hosts: BTreeMap<String, String>,
+    /// The affinity cookie carries `Secure` (AUTH_SECURE_ENABLED).
+    secure_cookies: bool,
+}
+
+fn static_doc(table: &RouteTable) -> StaticDoc {
+    use crate::static_routes::Location;
+    let mut doc = StaticDoc {
+        routes: BTreeMap::new(),
+        paths: BTreeMap::new(),
+        hosts: BTreeMap::new(),
+        secure_cookies: table.secure_cookies,
+    };
+    for (name, served) in &table.statics {
+        let name = name.as_str().to_owned();
+        let prefix = match &served.route.location {
+            Location::Path(p) => {
+                doc.paths.insert(p.as_str().to_owned(), name.clone());
+                p.as_str().to_owned()
+            }
+            Location::Subdomain(label) => {
+                doc.hosts.insert(format!("{}.{}", label.as_str(), table.router_host), name.clone());
+                String::new()
+            }
+        };
+        let entry = StaticEntry {
+            prefix,
+            targets: served
+                .targets
+                .iter()
+                .map(|t| format!("{} {}", t.addr().ip(), t.addr().port()))
+                .collect(),
+            load_balanced: served.route.load_balanced,
+            public: matches!(served.route.access, crate::static_routes::Access::Public),
+            members: served.members.as_ref().map(|m| m.iter().cloned().collect()),
+            tasks: served
+                .tasks
+                .iter()
+                .map(|a| RouteId::for_endpoint(&a.task, a.endpoint.as_ref()).to_string())
+                .collect(),
+        };
+        doc.routes.insert(name, entry);
+    }
+    doc
+}
+
 #[derive(Serialize)]
 struct RoutesDoc<'a> {
     version: &'a str,
     routes: &'a BTreeMap<&'a RouteId, RouteEntry<'a>>,
+    #[serde(rename = "static")]
+    static_routes: &'a StaticDoc,
     /// TCP endpoints are served by the stream config; listed here so a restarted router keeps
     /// their ports.
     tcp: BTreeMap<&'a RouteId, TcpEntry<'a>>,
@@ -137,7 +209,11 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
             )
         })
         .collect();
-    let routes_version = sha256_hex(&[serde_json::to_vec(&routes).expect("routes serialize").as_slice()]);
+    let statics = static_doc(table);
+    let routes_version = sha256_hex(&[
+        serde_json::to_vec(&routes).expect("routes serialize").as_slice(),
+        serde_json::to_vec(&statics).expect("routes serialize").as_slice(),
+    ]);
     let tcp = table
         .tcp
         .values()
@@ -151,9 +227,13 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
             (&r.id, entry)
         })
         .collect();
-    let routes_bytes =
-        serde_json::to_vec_pretty(&RoutesDoc { version: &routes_version, routes: &routes, tcp })
-            .expect("routes serialize");
+    let routes_bytes = serde_json::to_vec_pretty(&RoutesDoc {
+        version: &routes_version,
+        routes: &routes,
+        static_routes: &statics,
+        tcp,
+    })
+    .expect("routes serialize");
 
     let mut structural = vec![
         RenderedFile::new(Dir::Lua, LUA_MODULE_FILE, LUA_MODULE.as_bytes().to_vec()),

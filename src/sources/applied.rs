@@ -5,7 +5,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 use crate::model::{Port, RouteId, TargetPolicy};
-use crate::reconcile::{HttpRoute, RouteTable};
+use crate::reconcile::{Attached, HttpRoute, RouteTable, ServedStatic};
+use crate::static_routes::{Access, Location, RouteName, RoutePath, StaticRoute, SubdomainLabel};
 use crate::tcp_ports::TcpRoute;
 
 #[derive(Deserialize)]
@@ -14,6 +15,26 @@ struct Doc {
     routes: BTreeMap<String, HttpEntry>,
     #[serde(default)]
     tcp: BTreeMap<String, TcpEntry>,
+    #[serde(default, rename = "static")]
+    static_routes: StaticDoc,
+}
+
+#[derive(Deserialize, Default)]
+struct StaticDoc {
+    #[serde(default)]
+    routes: BTreeMap<String, StaticEntry>,
+    #[serde(default)]
+    hosts: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct StaticEntry {
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    load_balanced: bool,
+    #[serde(default)]
+    tasks: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -42,7 +63,15 @@ pub fn table_from_routes_file(bytes: &[u8]) -> RouteTable {
         let (task, endpoint) = id.parts();
         table.http.insert(
             id.clone(),
-            HttpRoute { id, task, endpoint, target, task_name: String::new(), user: String::new() },
+            HttpRoute {
+                id,
+                task,
+                endpoint,
+                target,
+                task_name: String::new(),
+                user: String::new(),
+                static_route: None,
+            },
         );
     }
     for (id, entry) in doc.tcp {
@@ -57,6 +86,46 @@ pub fn table_from_routes_file(bytes: &[u8]) -> RouteTable {
             id.clone(),
             TcpRoute { id, task, endpoint, target, port: listen, task_name: String::new() },
         );
+    }
+    // Static routes: only what is needed to retract their URLs and keep their tasks.
+    for (name, entry) in doc.static_routes.routes {
+        let Ok(route_name) = RouteName::parse(&name) else { continue };
+        let location = if entry.prefix.is_empty() {
+            let host = doc.static_routes.hosts.iter().find(|(_, n)| **n == name).map(|(h, _)| h);
+            match host.and_then(|h| h.split('.').next()).map(SubdomainLabel::parse) {
+                Some(Ok(label)) => Location::Subdomain(label),
+                _ => continue,
+            }
+        } else {
+            match RoutePath::parse(&entry.prefix) {
+                Ok(path) => Location::Path(path),
+                Err(_) => continue,
+            }
+        };
+        // The target is not needed for either purpose; it is not kept in this entry.
+        let placeholder =
+            policy.check("127.0.0.1", Port::new(1).expect("1 is a port")).expect("loopback allowed");
+        let tasks = entry
+            .tasks
+            .iter()
+            .filter_map(|id| RouteId::parse(id).ok())
+            .map(|id| {
+                let (task, endpoint) = id.parts();
+                Attached { task, endpoint, target: placeholder, task_name: String::new() }
+            })
+            .collect();
+        let route = StaticRoute {
+            name: route_name.clone(),
+            location,
+            load_balanced: entry.load_balanced,
+            access: Access::Public,
+            targets: vec![],
+            enabled: true,
+            created: None,
+            updated: None,
+            updated_by: None,
+        };
+        table.statics.insert(route_name, ServedStatic { route, tasks, targets: vec![], members: None });
     }
     table
 }

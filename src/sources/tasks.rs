@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 use crate::clearml::EXTERNAL_SERVICE_TAG;
 use crate::model::Target;
 use crate::model::{display_untrusted, json_kind, EndpointName, Port, RouteId, TargetPolicy, TaskId};
-use crate::reconcile::{HttpRoute, Refusal};
+use crate::reconcile::{HttpRoute, Refusal, StaticAsk};
+use crate::static_routes::RouteName;
 
 /// Runtime keys (before the optional `__<name>` suffix) the SDK writes and the router answers.
 pub mod keys {
@@ -16,6 +17,7 @@ pub mod keys {
     pub const ENDPOINT: &str = "endpoint";
     pub const BROWSER_ENDPOINT: &str = "browser_endpoint";
     pub const ENDPOINT_MODE: &str = "_ROUTER_ENDPOINT_MODE";
+    pub const ENDPOINT_MODE_PARAM: &str = "_ROUTER_ENDPOINT_MODE_PARAM";
     pub const TCP_ADDRESS: &str = "external_address";
     pub const TCP_PORT: &str = "external_tcp_port";
     pub const TCP_UPSTREAM_PORT: &str = "upstream_task_port";
@@ -138,16 +140,19 @@ pub fn read_task_with(task: &Value, policy: &TargetPolicy, me: &RouterIdentity<'
             continue;
         }
         let read = match service.as_str() {
-            Some(SERVICE_HTTP) => read_http_endpoint(&runtime, endpoint.as_ref(), policy).map(|target| {
-                out.routes.push(HttpRoute {
-                    id: RouteId::for_endpoint(&id, endpoint.as_ref()),
-                    task: id.clone(),
-                    endpoint: endpoint.clone(),
-                    target,
-                    task_name: name.clone(),
-                    user: user.clone(),
+            Some(SERVICE_HTTP) => {
+                read_http_endpoint(&runtime, endpoint.as_ref(), policy).map(|(target, static_route)| {
+                    out.routes.push(HttpRoute {
+                        id: RouteId::for_endpoint(&id, endpoint.as_ref()),
+                        task: id.clone(),
+                        endpoint: endpoint.clone(),
+                        target,
+                        task_name: name.clone(),
+                        user: user.clone(),
+                        static_route,
+                    })
                 })
-            }),
+            }
             Some(SERVICE_TCP) => read_tcp_endpoint(&runtime, endpoint.as_ref(), policy, me.tcp_address).map(
                 |(target, claimed_port)| {
                     out.tcp.push(TcpRequest {
@@ -195,15 +200,37 @@ fn read_http_endpoint(
     runtime: &Map<String, Value>,
     endpoint: Option<&EndpointName>,
     policy: &TargetPolicy,
-) -> Result<Target, String> {
-    let mode_key = keys::with_suffix(keys::ENDPOINT_MODE, endpoint);
-    if runtime.get(&mode_key).is_some_and(|m| !m.is_null()) {
-        return Err(format!("{mode_key}: static routes are not supported by this router version"));
-    }
+) -> Result<(Target, Option<StaticAsk>), String> {
+    let static_route = read_static_ask(runtime, endpoint)?;
     let address_key = keys::with_suffix(keys::ADDRESS, endpoint);
     let address = string_key(runtime, &address_key)?;
     let port = port_key(runtime, &keys::with_suffix(keys::PORT, endpoint))?;
-    policy.check(address, port).map_err(|e| format!("{address_key}: {e}"))
+    let target = policy.check(address, port).map_err(|e| format!("{address_key}: {e}"))?;
+    Ok((target, static_route))
+}
+
+/// `_ROUTER_ENDPOINT_MODE` + `_ROUTER_ENDPOINT_MODE_PARAM`: the endpoint asks to be a target of
+/// the static route of that name instead of getting its own `/service/` URL.
+fn read_static_ask(
+    runtime: &Map<String, Value>,
+    endpoint: Option<&EndpointName>,
+) -> Result<Option<StaticAsk>, String> {
+    let mode_key = keys::with_suffix(keys::ENDPOINT_MODE, endpoint);
+    let mode = match runtime.get(&mode_key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(m)) if m == "path" => "path",
+        Some(Value::String(m)) if m == "subdomain" => "subdomain",
+        Some(other) => {
+            return Err(format!(
+                "{mode_key}: {} is not supported (expected \"path\" or \"subdomain\")",
+                display_untrusted(&other.to_string())
+            ))
+        }
+    };
+    let param_key = keys::with_suffix(keys::ENDPOINT_MODE_PARAM, endpoint);
+    let name = string_key(runtime, &param_key)?;
+    let route = RouteName::parse(name).map_err(|e| format!("{param_key}: static route {e}"))?;
+    Ok(Some(StaticAsk { mode, route }))
 }
 
 /// A TCP endpoint's target, and the port this router published for it before (if any).

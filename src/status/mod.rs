@@ -1,5 +1,6 @@
 //! The operator surface: what the router knows about itself, served as a page, JSON and metrics.
 
+pub mod admin;
 pub mod metrics;
 pub mod page;
 pub mod server;

@@ -24,6 +24,8 @@ pub struct StatusServer {
     pub self_test: Option<Arc<SelfTest>>,
     /// One self-test at a time.
     pub self_test_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The static routes admin API (`None`: no routes file configured).
+    pub static_admin: Option<Arc<super::admin::StaticAdmin>>,
 }
 
 impl StatusServer {
@@ -35,6 +37,7 @@ impl StatusServer {
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready))
+            .merge(super::admin::routes())
             .with_state(self)
     }
 

@@ -50,6 +50,39 @@ pub struct HttpRouteView {
     pub owner: String,
 }
 
+/// A task serving a static route.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkedTask {
+    pub task_id: String,
+    pub task_name: String,
+    pub task_link: String,
+    pub endpoint: Option<String>,
+    pub target: String,
+}
+
+/// One static route as the proxy serves it now.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticRouteView {
+    pub name: String,
+    /// `path` or `subdomain`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub enabled: bool,
+    /// `Routing` (enabled, with targets, served by the proxy), `Not In Use` (disabled, or no
+    /// target), `Pending` (changed in the file, not applied yet: shown by the admin API).
+    pub status: String,
+    pub load_balanced: bool,
+    /// `public`, or `authenticated` with the allowed groups.
+    pub access: String,
+    pub groups: Vec<String>,
+    pub targets: Vec<String>,
+    pub tasks: Vec<LinkedTask>,
+    /// The definition as applied (the admin API compares it with the file to show `Pending`).
+    #[serde(skip)]
+    pub applied: Option<crate::static_routes::RawRoute>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TcpRouteView {
     pub id: String,
@@ -91,6 +124,9 @@ pub struct StatusData {
     pub http_routes: Vec<HttpRouteView>,
     pub tcp_routes: Vec<TcpRouteView>,
     pub refused: Vec<Refusal>,
+    pub static_routes: Vec<StaticRouteView>,
+    /// Why the static routes or groups file is refused right now (the last good one serves).
+    pub static_errors: Vec<String>,
     pub self_test: Option<SelfTestReport>,
     #[serde(skip)]
     started: SystemTime,
@@ -124,6 +160,8 @@ impl SharedStatus {
             http_routes: Vec::new(),
             tcp_routes: Vec::new(),
             refused: Vec::new(),
+            static_routes: Vec::new(),
+            static_errors: Vec::new(),
             self_test: None,
             started: SystemTime::now(),
         };
@@ -210,6 +248,53 @@ impl SharedStatus {
             })
             .collect();
         data.refused = table.refusals.clone();
+        data.static_routes = table
+            .static_defined
+            .iter()
+            .map(|def| {
+                let served = table.statics.get(&def.name);
+                let targets: Vec<String> =
+                    served.map(|s| s.targets.iter().map(ToString::to_string).collect()).unwrap_or_default();
+                let tasks = served
+                    .map(|s| {
+                        s.tasks
+                            .iter()
+                            .map(|a| LinkedTask {
+                                task_id: a.task.to_string(),
+                                task_name: a.task_name.clone(),
+                                task_link: link(a.task.as_str()),
+                                endpoint: a.endpoint.as_ref().map(|e| e.as_str().to_owned()),
+                                target: a.target.to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let (access, groups) = match &def.access {
+                    crate::static_routes::Access::Public => ("public", vec![]),
+                    crate::static_routes::Access::Authenticated { groups } => {
+                        ("authenticated", groups.iter().map(|g| g.as_str().to_owned()).collect())
+                    }
+                };
+                StaticRouteView {
+                    name: def.name.to_string(),
+                    kind: def.location.kind().to_owned(),
+                    url: crate::static_routes::static_url(router_url, &def.location),
+                    enabled: def.enabled,
+                    status: if served.is_some() && !targets.is_empty() { "Routing" } else { "Not In Use" }
+                        .into(),
+                    load_balanced: def.load_balanced,
+                    access: access.into(),
+                    groups,
+                    targets,
+                    tasks,
+                    applied: Some(def.to_raw()),
+                }
+            })
+            .collect();
+    }
+
+    pub fn static_errors(&self, errors: Vec<String>) {
+        self.data.write().expect("status lock").static_errors = errors;
     }
 
     pub fn set_self_test(&self, report: SelfTestReport) {
