@@ -172,7 +172,7 @@ async fn api_failures_keep_the_last_good_routes_and_the_router_recovers() {
     let url_c = gw.wait_for_key(&task_c, "endpoint", Duration::from_secs(5)).await;
     assert_eq!(url_c, format!("{}/service/{task_c}/", gw.router_url));
     gw.wait_for_status(&url_c, 200, Duration::from_secs(5)).await;
-    let echo: Value = http.get(format!("{url_c}ping")).send().await.unwrap().json().await.unwrap();
+    let echo: Value = http.get(format!("{url_c}ping")).fetch_json().await;
     assert_eq!(echo["app"], "c");
     // ... and a stopped one loses its route and its keys.
     gw.emulator.set_status(&task_a, "stopped");

@@ -179,7 +179,7 @@ async fn the_task_never_sees_credentials_and_gets_a_verified_identity() {
                 request.header("authorization", format!("Bearer {}", t.valid)).header("cookie", "_xsrf=abc")
             }
         };
-        let echo: Value = request.send().await.unwrap().json().await.unwrap();
+        let echo: Value = request.fetch_json().await;
         let headers = &echo["headers"];
         assert!(headers.get("authorization").is_none(), "{via:?}: {headers}");
         let cookie = headers["cookie"].as_str().unwrap_or_default();
@@ -232,22 +232,11 @@ async fn disabled_auth_is_explicit_and_loud() {
     assert!(gw.router_log().contains("AUTH_ENABLED=false"), "{}", gw.router_log());
     let status: Value = http_client()
         .get(format!("http://127.0.0.1:{}/__clearml_router/status", gw.control_port))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(status["auth"], "disabled");
     // Spoofed identity headers never reach the task, even with authentication off.
-    let echo: Value = http_client()
-        .get(format!("{url}echo"))
-        .header("x-clearml-user-id", "admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: Value =
+        http_client().get(format!("{url}echo")).header("x-clearml-user-id", "admin").fetch_json().await;
     assert!(echo["headers"].get("x-clearml-user-id").is_none(), "{}", echo["headers"]);
 }

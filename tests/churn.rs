@@ -72,7 +72,7 @@ async fn fifty_tasks_churn_without_reload_and_an_open_websocket_survives() {
             let url = gw.wait_for_key(id, "endpoint", T).await;
             assert_eq!(url, format!("{}/service/{id}/", gw.router_url));
             gw.wait_for_status(&url, 200, T).await;
-            let echo: Value = http.get(format!("{url}whoami")).send().await.unwrap().json().await.unwrap();
+            let echo: Value = http.get(format!("{url}whoami")).fetch_json().await;
             assert_eq!(echo["app"], name.as_str(), "{url} reached the wrong app: {echo}");
             assert_eq!(echo["uri"], "/whoami");
             assert_eq!(echo["headers"]["x-forwarded-prefix"], format!("/service/{id}"));

@@ -42,14 +42,7 @@ async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
     let http = http_client();
     // Plain request: the /service/<id> prefix is stripped, the raw path and query reach the app
     // byte for byte, and the prefix is announced in X-Forwarded-Prefix.
-    let echo: Value = http
-        .get(format!("{expected}api/contents/a%2Fb%20c?x=1&y=%2F"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: Value = http.get(format!("{expected}api/contents/a%2Fb%20c?x=1&y=%2F")).fetch_json().await;
     assert_eq!(echo["uri"], "/api/contents/a%2Fb%20c?x=1&y=%2F");
     assert_eq!(echo["headers"]["x-forwarded-prefix"], format!("/service/{task}"));
     assert_eq!(echo["headers"]["host"], format!("127.0.0.1:{}", gw.http_port));
@@ -93,8 +86,7 @@ async fn sdk_request_is_served_through_the_proxy_then_404_after_stop() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&body))
     };
-    let upload: Value =
-        http.post(format!("{expected}upload")).body(body).send().await.unwrap().json().await.unwrap();
+    let upload: Value = http.post(format!("{expected}upload")).body(body).fetch_json().await;
     assert_eq!(upload["bytes"], 40 * 1024 * 1024);
     assert_eq!(upload["sha256"], sha);
 
@@ -123,8 +115,7 @@ async fn named_endpoints_get_their_own_url() {
     let expected = format!("{}/service/{task}__api/", gw.router_url);
     assert_eq!(reply["result"]["endpoint"], Value::String(expected.clone()), "{reply}");
     assert_eq!(reply["result"]["name"], "api");
-    let echo: Value =
-        http_client().get(format!("{expected}v1/predict")).send().await.unwrap().json().await.unwrap();
+    let echo: Value = http_client().get(format!("{expected}v1/predict")).fetch_json().await;
     assert_eq!(echo["uri"], "/v1/predict");
     assert_eq!(echo["app"], "model");
     // The unnamed URL of the same task is not routed.

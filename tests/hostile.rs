@@ -755,7 +755,7 @@ async fn end_to_end_hostile_tasks_are_refused_and_good_tasks_keep_routing() {
     });
     gw.wait_for_status(&url(&good3), 200, Duration::from_secs(15)).await;
     for (id, app) in [(&good1, "notebook"), (&good2, "model"), (&good3, "tâche")] {
-        let echo: Value = http.get(format!("{}echo", url(id))).send().await.unwrap().json().await.unwrap();
+        let echo: Value = http.get(format!("{}echo", url(id))).fetch_json().await;
         assert_eq!(echo["app"], app, "{id} no longer reaches its app");
         let endpoint = gw.wait_for_key(id, "endpoint", Duration::from_secs(10)).await;
         assert_eq!(endpoint, url(id));

@@ -73,7 +73,7 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
     gw.wait_for_status(&demo, 200, T).await;
 
     // Path route: the prefix is stripped (like /service/<id>) and announced.
-    let echo: Value = http.get(format!("{demo}x/y?q=%2F")).send().await.unwrap().json().await.unwrap();
+    let echo: Value = http.get(format!("{demo}x/y?q=%2F")).fetch_json().await;
     assert_eq!(echo["app"], "alpha");
     assert_eq!(echo["uri"], "/x/y?q=%2F");
     assert_eq!(echo["headers"]["x-forwarded-prefix"], "/demo");
@@ -86,15 +86,8 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
     assert_eq!(r.headers()["location"], "/demo/?a=1");
 
     // Subdomain route: selected by the Host header, the whole path passes through.
-    let echo: Value = http
-        .get(format!("{}/any/path", gw.router_url))
-        .header("host", "sub.127.0.0.1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: Value =
+        http.get(format!("{}/any/path", gw.router_url)).header("host", "sub.127.0.0.1").fetch_json().await;
     assert_eq!(echo["app"], "beta");
     assert_eq!(echo["uri"], "/any/path");
 
@@ -107,7 +100,7 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
     write_routes(&gw, &edited);
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        let echo: Value = http.get(format!("{demo}z")).send().await.unwrap().json().await.unwrap();
+        let echo: Value = http.get(format!("{demo}z")).fetch_json().await;
         if echo["app"] == "beta" {
             break;
         }
@@ -115,8 +108,7 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Longest prefix wins.
-    let echo: Value =
-        http.get(format!("{}/demo/deep/k", gw.router_url)).send().await.unwrap().json().await.unwrap();
+    let echo: Value = http.get(format!("{}/demo/deep/k", gw.router_url)).fetch_json().await;
     assert_eq!((echo["app"].as_str(), echo["uri"].as_str()), (Some("alpha"), Some("/k")));
 
     // A malformed file is refused with the field named, and the routes keep serving.
@@ -205,7 +197,7 @@ async fn load_balancing_spreads_sticks_and_moves_only_clients_of_a_removed_targe
     write_routes(&gw, &route(&[apps[0], apps[2], d]));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     for (cookie, app) in clients.iter().filter(|(_, app)| app != "b") {
-        let body: Value = http.get(&url).header("cookie", cookie).send().await.unwrap().json().await.unwrap();
+        let body: Value = http.get(&url).header("cookie", cookie).fetch_json().await;
         assert_eq!(body["app"], app.as_str(), "a joining target moves nobody");
     }
     // A target that died before the file drops it: the proxy tries the next one, nothing fails.
@@ -241,7 +233,7 @@ async fn tasks_attach_by_name_and_a_single_target_route_keeps_its_first_task() {
     let url = gw.wait_for_key(&first, "endpoint", T).await;
     assert_eq!(url, format!("{}/single/", gw.router_url));
     assert_eq!(gw.runtime(&first)["browser_endpoint"], url.as_str());
-    let echo: Value = http_client().get(format!("{url}p")).send().await.unwrap().json().await.unwrap();
+    let echo: Value = http_client().get(format!("{url}p")).fetch_json().await;
     assert_eq!(echo["app"], "one");
     // No /service/ URL for an endpoint that asked for a static route.
     assert_eq!(
@@ -258,14 +250,14 @@ async fn tasks_attach_by_name_and_a_single_target_route_keeps_its_first_task() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gw.runtime(&second).get("endpoint").is_none());
-    let echo: Value = http_client().get(format!("{url}p")).send().await.unwrap().json().await.unwrap();
+    let echo: Value = http_client().get(format!("{url}p")).fetch_json().await;
     assert_eq!(echo["app"], "one");
     // The first stops: the second takes over.
     gw.emulator.set_status(&first, "stopped");
     let url2 = gw.wait_for_key(&second, "endpoint", T).await;
     assert_eq!(url2, url);
     gw.wait_for_key_gone(&first, "endpoint", T).await;
-    let echo: Value = http_client().get(format!("{url}p")).send().await.unwrap().json().await.unwrap();
+    let echo: Value = http_client().get(format!("{url}p")).fetch_json().await;
     assert_eq!(echo["app"], "two");
 
     // Subdomain, load balanced: both tasks serve; the URL is <label>.<router host>.
@@ -279,12 +271,8 @@ async fn tasks_attach_by_name_and_a_single_target_route_keeps_its_first_task() {
         let body: Value = http_client()
             .get(format!("{}/echo", gw.router_url))
             .header("host", "pool.127.0.0.1")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .fetch_json()
+            .await;
         apps.insert(body["app"].as_str().unwrap().to_owned());
     }
     assert_eq!(apps.len(), 2, "{apps:?}");
@@ -358,7 +346,7 @@ async fn admin_api_adds_edits_enables_disables_and_deletes_persisting_to_the_fil
     // Listed with its status once served.
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        let list: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
+        let list: Value = http.get(&api).fetch_json().await;
         if list["routes"][0]["status"] == "Routing" {
             assert_eq!(list["routes"][0]["url"], format!("{}/api-x/", gw.router_url));
             break;
@@ -366,7 +354,7 @@ async fn admin_api_adds_edits_enables_disables_and_deletes_persisting_to_the_fil
         assert!(tokio::time::Instant::now() < deadline, "{list}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status: Value = http.get(gw.status_url("/api/status")).send().await.unwrap().json().await.unwrap();
+    let status: Value = http.get(gw.status_url("/api/status")).fetch_json().await;
     assert_eq!(status["static_routes"][0]["name"], "api");
     assert_eq!(status["static_routes"][0]["status"], "Routing");
     let page = http.get(gw.status_url("/")).send().await.unwrap().text().await.unwrap();
@@ -408,8 +396,7 @@ async fn sdk_static_route_gets_the_static_url_and_traffic_reaches_it() {
     ]}))
     .await;
     // The emulator answers routers.get_routes with what the router's admin API lists.
-    let list: Value =
-        http_client().get(gw.status_url("/api/static-routes")).send().await.unwrap().json().await.unwrap();
+    let list: Value = http_client().get(gw.status_url("/api/static-routes")).fetch_json().await;
     let routes: Vec<Value> = list["routes"]
         .as_array()
         .unwrap()
@@ -515,12 +502,8 @@ async fn group_access_matrix() {
     let echo: Value = http_client()
         .get(format!("{}/ml/echo", gw.router_url))
         .header("authorization", format!("Bearer {ml_user}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert!(echo["headers"].get("authorization").is_none(), "{echo}");
     assert_eq!(echo["headers"]["x-clearml-user-id"], "user-1");
 }

@@ -28,7 +28,7 @@ async fn gateway_with_tasks() -> (Gateway, String, String) {
 }
 
 async fn get_json(url: &str) -> Value {
-    http_client().get(url).send().await.unwrap().json().await.unwrap()
+    http_client().get(url).fetch_json().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

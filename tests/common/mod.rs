@@ -215,6 +215,20 @@ impl Gateway {
     }
 }
 
+/// `request.fetch_json().await`: send, expect a JSON answer, panic with context otherwise.
+pub trait FetchJson {
+    fn fetch_json(self) -> impl std::future::Future<Output = Value>;
+}
+
+impl FetchJson for reqwest::RequestBuilder {
+    async fn fetch_json(self) -> Value {
+        let response = self.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}), status {status}: {text}"))
+    }
+}
+
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
 }
