@@ -13,7 +13,7 @@ use serde::Serialize;
 #[error("{0}")]
 pub struct Invalid(pub String);
 
-fn invalid(msg: impl Into<String>) -> Invalid {
+pub(crate) fn invalid(msg: impl Into<String>) -> Invalid {
     Invalid(msg.into())
 }
 

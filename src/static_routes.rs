@@ -14,11 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{display_untrusted, Invalid, Port, Target, TargetPolicy};
-
-fn invalid(msg: impl Into<String>) -> Invalid {
-    Invalid(msg.into())
-}
+use crate::model::{display_untrusted, invalid, Invalid, Port, Target, TargetPolicy};
 
 /// Paths the gateway itself uses; a static route may not shadow them.
 const RESERVED_PATHS: &[&str] = &["/service", "/__clearml_auth", "/__clearml_router"];
