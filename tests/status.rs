@@ -13,9 +13,18 @@ use serde_json::{json, Value};
 const T: Duration = Duration::from_secs(20);
 const HOSTILE_NAME: &str = "<script>alert('x')</script> notebook";
 
-async fn gateway_with_tasks() -> (Gateway, String, String) {
-    let gw = Gateway::start(Options::default()).await;
+/// A gateway with a routed task, a refused task and two static routes (one routing, one disabled).
+async fn gateway_with_tasks() -> (Gateway, String, String, tempfile::TempDir) {
     let app = sample_app("nb").await;
+    let files = tempfile::tempdir().unwrap();
+    let routes = files.path().join("routes.json");
+    let definitions = json!({"routes": [
+        {"name": "models", "path": "/models", "groups": ["ml"], "targets": [app.to_string()]},
+        {"name": "docs", "subdomain": "docs", "access": "public", "targets": [app.to_string()], "enabled": false},
+    ]});
+    std::fs::write(&routes, definitions.to_string()).unwrap();
+    let env = vec![("ROUTER_STATIC_ROUTES_FILE", routes.display().to_string())];
+    let gw = Gateway::start(Options { env, ..Default::default() }).await;
     let good = gw.http_task(HOSTILE_NAME, app);
     let refused = gw.emulator.create_task(NewTask {
         name: "metadata grabber".into(),
@@ -24,7 +33,7 @@ async fn gateway_with_tasks() -> (Gateway, String, String) {
         ..Default::default()
     });
     gw.wait_for_key(&good, "endpoint", T).await;
-    (gw, good, refused)
+    (gw, good, refused, files)
 }
 
 async fn get_json(url: &str) -> Value {
@@ -33,7 +42,7 @@ async fn get_json(url: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_api_reports_routes_refusals_and_apply() {
-    let (gw, good, refused) = gateway_with_tasks().await;
+    let (gw, good, refused, _files) = gateway_with_tasks().await;
     // The published route is in the status once the write-back happened.
     let deadline = tokio::time::Instant::now() + T;
     let status = loop {
@@ -59,6 +68,17 @@ async fn status_api_reports_routes_refusals_and_apply() {
         status["refused"].as_array().unwrap().iter().find(|r| r["task"] == refused.as_str()).unwrap();
     assert!(refusal["reason"].as_str().unwrap().contains("link-local"), "{refusal}");
 
+    let statics = status["static_routes"].as_array().unwrap();
+    let models = statics.iter().find(|r| r["name"] == "models").unwrap();
+    assert_eq!(models["status"], "Routing", "{models}");
+    assert_eq!(models["url"], format!("{}/models/", gw.router_url));
+    assert_eq!(models["access"], "authenticated");
+    assert_eq!(models["groups"], json!(["ml"]));
+    assert_eq!(models["targets"].as_array().unwrap().len(), 1);
+    let docs = statics.iter().find(|r| r["name"] == "docs").unwrap();
+    assert_eq!(docs["status"], "Not In Use", "{docs}");
+    assert_eq!(docs["access"], "public");
+
     assert_eq!(http_client().get(gw.status_url("/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(http_client().get(gw.status_url("/readyz")).send().await.unwrap().status(), 200);
 }
@@ -80,7 +100,7 @@ fn value(series: &[(String, f64)], name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_expose_routes_applies_clearml_calls_and_per_route_requests() {
-    let (gw, good, _) = gateway_with_tasks().await;
+    let (gw, good, _, _files) = gateway_with_tasks().await;
     let url = format!("{}/service/{good}/", gw.router_url);
     for _ in 0..3 {
         assert_eq!(http_client().get(&url).send().await.unwrap().status(), 200);
@@ -113,7 +133,7 @@ fn chromium() -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_page_renders_in_headless_chromium() {
-    let (gw, good, refused) = gateway_with_tasks().await;
+    let (gw, good, refused, _files) = gateway_with_tasks().await;
     gw.wait_for_status(&format!("{}/service/{good}/", gw.router_url), 200, T).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let url = gw.status_url("/");
@@ -140,6 +160,7 @@ async fn status_page_renders_in_headless_chromium() {
         dom.contains(&refused) && dom.contains("link-local"),
         "the refused task and its reason are shown"
     );
+    assert!(dom.contains("models") && dom.contains("Routing") && dom.contains("Not In Use"), "{dom}");
     // The hostile task name is text, not markup.
     assert!(dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; notebook"), "{dom}");
     assert!(!dom.contains("<script>alert"), "{dom}");
