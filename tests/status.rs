@@ -108,6 +108,7 @@ async fn metrics_expose_routes_applies_clearml_calls_and_per_route_requests() {
     let text = http_client().get(gw.status_url("/metrics")).send().await.unwrap().text().await.unwrap();
     let s = series(&text);
     assert_eq!(value(&s, "clearml_gateway_routes{kind=\"http\"}"), 1.0);
+    assert_eq!(value(&s, "clearml_gateway_routes{kind=\"static\"}"), 1.0, "one routing, one disabled");
     assert_eq!(value(&s, "clearml_gateway_refused_endpoints"), 1.0);
     assert_eq!(value(&s, "clearml_gateway_ready"), 1.0);
     assert!(value(&s, "clearml_gateway_applies_total{result=\"ok\"}") >= 1.0);

@@ -64,6 +64,8 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     family(&mut out, "clearml_gateway_routes", "gauge", "Live routes by kind.");
     let _ = writeln!(out, "clearml_gateway_routes{{kind=\"http\"}} {}", s.http_routes.len());
     let _ = writeln!(out, "clearml_gateway_routes{{kind=\"tcp\"}} {}", s.tcp_routes.len());
+    let routing = s.static_routes.iter().filter(|r| r.status == "Routing").count();
+    let _ = writeln!(out, "clearml_gateway_routes{{kind=\"static\"}} {routing}");
     family(
         &mut out,
         "clearml_gateway_refused_endpoints",
