@@ -22,11 +22,12 @@ if ((${#missing[@]})); then
   $SUDO systemctl disable --now nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1 || true
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import clearml" 2>/dev/null; then
-  echo "setup: creating .venv with the clearml SDK"
-  python3 -m venv .venv
+# The real clearml SDK (the compatibility judge) and a FastAPI/uvicorn app for the root_path test.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import clearml, fastapi, uvicorn" 2>/dev/null; then
+  echo "setup: creating .venv with the clearml SDK, fastapi and uvicorn"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q "clearml>=2.1,<3"
+  .venv/bin/pip install -q "clearml>=2.1,<3" "fastapi>=0.100" "uvicorn>=0.29"
 fi
 echo "setup: ready (nginx $(nginx -v 2>&1 | sed 's/.*\///'), clearml $(.venv/bin/python -c 'import clearml; print(clearml.__version__)'))"
 
