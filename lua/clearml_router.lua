@@ -148,7 +148,11 @@ local function load_file()
     local keep, count = {}, 0
     for id, route in pairs(doc.routes) do
         if valid_route_id(id) and type(route) == "table" and valid_host(route.host) and valid_port(route.port) then
-            local ok, set_err = routes:set(id, route.host .. " " .. route.port)
+            local value = route.host .. " " .. route.port
+            if route.strip_prefix == false then
+                value = value .. " keep"
+            end
+            local ok, set_err = routes:set(id, value)
             if ok then
                 keep[id] = true
                 count = count + 1
@@ -469,12 +473,13 @@ function _M.access()
     if rest == "" or rest:sub(1, 1) == "?" then
         return ngx.redirect("/service/" .. id .. "/" .. rest, ngx.HTTP_MOVED_PERMANENTLY)
     end
-    local host, port = peer:match("^(%S+) (%d+)$")
+    local host, port, keep = peer:match("^(%S+) (%d+) ?(%a*)$")
     local ctx = ngx.ctx
     ctx.clearml_route = id
     ctx.clearml_host = host
     ctx.clearml_port = tonumber(port)
-    ngx.var.clearml_upstream_uri = rest
+    -- "keep": the task serves under /service/<id>/ itself (e.g. Jupyter's base_url).
+    ngx.var.clearml_upstream_uri = keep == "keep" and uri or rest
     ngx.var.clearml_route_prefix = "/service/" .. id
 end
 

@@ -24,6 +24,8 @@ pub struct HttpRoute {
     /// The endpoint asked to serve a static route (`static_route=` in the SDK) instead of its own
     /// `/service/` URL; [`RouteTable::attach_static`] moves it there.
     pub static_route: Option<StaticAsk>,
+    /// Strip `/service/<id>` before proxying (default); false for apps that serve under it.
+    pub strip_prefix: bool,
 }
 
 /// A task endpoint's request to be a target of a static route.

@@ -122,3 +122,22 @@ async fn named_endpoints_get_their_own_url() {
     let r = http_client().get(format!("{}/service/{task}/", gw.router_url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_endpoint_can_keep_the_prefix_for_apps_that_serve_under_it() {
+    let gw = Gateway::start(Options::default()).await;
+    let app = sample_app("jupyter-like").await;
+    // Jupyter with `--ServerApp.base_url=/service/<id>/` serves under the prefix itself.
+    let task = gw.emulator.create_task(clearml_gateway::emulator::NewTask {
+        name: "notebook".into(),
+        status: "in_progress".into(),
+        runtime: serde_json::json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "127.0.0.1", "_PORT": app.port(),
+            "_ROUTER_STRIP_PREFIX": false}),
+        system_tags: vec!["external_service".into()],
+        ..Default::default()
+    });
+    let url = gw.wait_for_key(&task, "endpoint", Duration::from_secs(15)).await;
+    let echo: Value = http_client().get(format!("{url}api/kernels?x=%2F")).fetch_json().await;
+    assert_eq!(echo["uri"], format!("/service/{task}/api/kernels?x=%2F"));
+    assert_eq!(echo["headers"]["x-forwarded-prefix"], format!("/service/{task}"));
+}

@@ -102,6 +102,13 @@ struct RouteEntry<'a> {
     host: String,
     port: u16,
     task: &'a str,
+    /// Written only when false, so the common case keeps the table small.
+    #[serde(skip_serializing_if = "is_true")]
+    strip_prefix: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Serialize)]
@@ -205,6 +212,7 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
                     host: r.target.addr().ip().to_string(),
                     port: r.target.addr().port(),
                     task: r.task.as_str(),
+                    strip_prefix: r.strip_prefix,
                 },
             )
         })

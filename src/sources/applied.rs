@@ -41,6 +41,8 @@ struct StaticEntry {
 struct HttpEntry {
     host: String,
     port: u16,
+    #[serde(default = "default_true")]
+    strip_prefix: bool,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +50,10 @@ struct TcpEntry {
     listen: u16,
     host: String,
     port: u16,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Reads our own file back; entries that do not parse are skipped (the file is ours, but the
@@ -71,6 +77,7 @@ pub fn table_from_routes_file(bytes: &[u8]) -> RouteTable {
                 task_name: String::new(),
                 user: String::new(),
                 static_route: None,
+                strip_prefix: entry.strip_prefix,
             },
         );
     }

@@ -17,6 +17,8 @@ pub mod keys {
     pub const ENDPOINT: &str = "endpoint";
     pub const BROWSER_ENDPOINT: &str = "browser_endpoint";
     pub const ENDPOINT_MODE: &str = "_ROUTER_ENDPOINT_MODE";
+    /// This router's extension: `false` keeps the `/service/<id>` prefix on the way to the task.
+    pub const STRIP_PREFIX: &str = "_ROUTER_STRIP_PREFIX";
     pub const ENDPOINT_MODE_PARAM: &str = "_ROUTER_ENDPOINT_MODE_PARAM";
     pub const TCP_ADDRESS: &str = "external_address";
     pub const TCP_PORT: &str = "external_tcp_port";
@@ -140,19 +142,18 @@ pub fn read_task_with(task: &Value, policy: &TargetPolicy, me: &RouterIdentity<'
             continue;
         }
         let read = match service.as_str() {
-            Some(SERVICE_HTTP) => {
-                read_http_endpoint(&runtime, endpoint.as_ref(), policy).map(|(target, static_route)| {
-                    out.routes.push(HttpRoute {
-                        id: RouteId::for_endpoint(&id, endpoint.as_ref()),
-                        task: id.clone(),
-                        endpoint: endpoint.clone(),
-                        target,
-                        task_name: name.clone(),
-                        user: user.clone(),
-                        static_route,
-                    })
+            Some(SERVICE_HTTP) => read_http_endpoint(&runtime, endpoint.as_ref(), policy).map(|read| {
+                out.routes.push(HttpRoute {
+                    id: RouteId::for_endpoint(&id, endpoint.as_ref()),
+                    task: id.clone(),
+                    endpoint: endpoint.clone(),
+                    target: read.target,
+                    task_name: name.clone(),
+                    user: user.clone(),
+                    static_route: read.static_route,
+                    strip_prefix: read.strip_prefix,
                 })
-            }
+            }),
             Some(SERVICE_TCP) => read_tcp_endpoint(&runtime, endpoint.as_ref(), policy, me.tcp_address).map(
                 |(target, claimed_port)| {
                     out.tcp.push(TcpRequest {
@@ -196,17 +197,40 @@ fn service_keys(runtime: &Map<String, Value>) -> Vec<(Option<&str>, &Value)> {
         .collect()
 }
 
+/// What an HTTP endpoint asks for.
+struct HttpRead {
+    target: Target,
+    static_route: Option<StaticAsk>,
+    strip_prefix: bool,
+}
+
 fn read_http_endpoint(
     runtime: &Map<String, Value>,
     endpoint: Option<&EndpointName>,
     policy: &TargetPolicy,
-) -> Result<(Target, Option<StaticAsk>), String> {
+) -> Result<HttpRead, String> {
     let static_route = read_static_ask(runtime, endpoint)?;
+    let strip_prefix = read_strip_prefix(runtime, endpoint)?;
     let address_key = keys::with_suffix(keys::ADDRESS, endpoint);
     let address = string_key(runtime, &address_key)?;
     let port = port_key(runtime, &keys::with_suffix(keys::PORT, endpoint))?;
     let target = policy.check(address, port).map_err(|e| format!("{address_key}: {e}"))?;
-    Ok((target, static_route))
+    Ok(HttpRead { target, static_route, strip_prefix })
+}
+
+/// `_ROUTER_STRIP_PREFIX[__name]` (this router's extension, default true): false passes the full
+/// `/service/<id>/...` path to apps that serve under it themselves (Jupyter's `base_url`).
+fn read_strip_prefix(runtime: &Map<String, Value>, endpoint: Option<&EndpointName>) -> Result<bool, String> {
+    let key = keys::with_suffix(keys::STRIP_PREFIX, endpoint);
+    match runtime.get(&key) {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => {
+            Err(format!("{key}: must be true or false, got {}", display_untrusted(&other.to_string())))
+        }
+    }
 }
 
 /// `_ROUTER_ENDPOINT_MODE` + `_ROUTER_ENDPOINT_MODE_PARAM`: the endpoint asks to be a target of
