@@ -84,11 +84,7 @@ async fn api_failures_keep_the_last_good_routes_and_the_router_recovers() {
     let mut gw = Gateway::start(Options::default()).await;
     let http = http_client();
 
-    let app_a = sample_app("a").await;
-    let task_a = gw.http_task("a", app_a);
-    let url_a = gw.wait_for_key(&task_a, "endpoint", T).await;
-    assert_eq!(url_a, format!("{}/service/{task_a}/", gw.router_url));
-    gw.wait_for_status(&url_a, 200, T).await;
+    let (task_a, url_a) = gw.routed_task("a").await;
     assert_eq!(gw.emulator.stats().calls("auth.login"), 1, "one login at start");
 
     // (a) The token is refused once (401/30): the router logs in again, nothing fails.

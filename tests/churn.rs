@@ -46,11 +46,7 @@ async fn fifty_tasks_churn_without_reload_and_an_open_websocket_survives() {
     let http = http_client();
 
     // Task A with a websocket that stays open for the whole test.
-    let app_a = sample_app("a").await;
-    let task_a = gw.http_task("a", app_a);
-    let url_a = gw.wait_for_key(&task_a, "endpoint", T).await;
-    assert_eq!(url_a, format!("{}/service/{task_a}/", gw.router_url));
-    gw.wait_for_status(&url_a, 200, T).await;
+    let (task_a, url_a) = gw.routed_task("a").await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}ws", url_a.replacen("http", "ws", 1)))
         .await
         .expect("websocket upgrade through the proxy");

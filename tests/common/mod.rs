@@ -160,6 +160,17 @@ impl Gateway {
         })
     }
 
+    /// A task serving a sample app named `name`, routed: its canonical URL answers 200.
+    /// Returns the task id and the URL.
+    pub async fn routed_task(&self, name: &str) -> (String, String) {
+        let app = sample_app(name).await;
+        let task = self.http_task(name, app);
+        let url = self.wait_for_key(&task, "endpoint", Duration::from_secs(20)).await;
+        assert_eq!(url, format!("{}/service/{task}/", self.router_url));
+        self.wait_for_status(&url, 200, Duration::from_secs(20)).await;
+        (task, url)
+    }
+
     pub fn runtime(&self, task: &str) -> Value {
         self.emulator.task(task).and_then(|t| t.get("runtime").cloned()).unwrap_or(Value::Null)
     }
