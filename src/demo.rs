@@ -61,7 +61,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let status = crate::status::StatusServer {
         status: router.status(),
         api_metrics: router.api_metrics(),
-        control_port: args.control_port,
+        probe: crate::apply::probe::ProxyProbe::new(args.control_port),
         self_test: None,
         self_test_lock: Default::default(),
         static_admin: None,

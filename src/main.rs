@@ -153,7 +153,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }),
         status: router.status(),
         api_metrics: router.api_metrics(),
-        control_port: settings.proxy.control_port.get(),
+        probe: clearml_gateway::apply::probe::ProxyProbe::new(settings.proxy.control_port.get()),
         self_test: Some(std::sync::Arc::new(SelfTest {
             client: app::clearml_client(&settings)?,
             status: router.status(),

@@ -42,7 +42,15 @@ impl ProxyProbe {
         self.ask(self.http.post(&self.url)).await
     }
 
-    async fn ask(&self, request: reqwest::RequestBuilder) -> anyhow::Result<ProxyStatus> {
+    /// The status document read as another shape (e.g. the counters the metrics need).
+    pub async fn status_as<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
+        self.ask(self.http.get(&self.url)).await
+    }
+
+    async fn ask<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let response =
             request.send().await.with_context(|| format!("proxy control {} unreachable", self.url))?;
         response.error_for_status()?.json().await.context("proxy status is not the expected JSON")

@@ -20,7 +20,8 @@ use crate::selftest::SelfTest;
 pub struct StatusServer {
     pub status: SharedStatus,
     pub api_metrics: Arc<ApiMetrics>,
-    pub control_port: u16,
+    /// The proxy's control listener (request counts, login cache figures).
+    pub probe: crate::apply::probe::ProxyProbe,
     pub self_test: Option<Arc<SelfTest>>,
     /// One self-test at a time.
     pub self_test_lock: Arc<tokio::sync::Mutex<()>>,
@@ -57,9 +58,7 @@ impl StatusServer {
     }
 
     async fn proxy_counters(&self) -> Option<ProxyCounters> {
-        let url = format!("http://127.0.0.1:{}/__clearml_router/status", self.control_port);
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().ok()?;
-        http.get(url).send().await.ok()?.json().await.ok()
+        self.probe.status_as().await.ok()
     }
 }
 
