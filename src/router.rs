@@ -149,11 +149,7 @@ impl<R: Reloader> RouterLoop<R> {
             uptime_seconds: 0,
             clearml_api: settings.api_host.clone(),
             clearml_web: settings.web_host.clone(),
-            auth: match (&settings.auth.enabled, &settings.auth.token_secret) {
-                (false, _) => "disabled",
-                (true, Some(_)) => "local",
-                (true, None) => "remote",
-            },
+            auth: applier.layout.auth.state(),
         });
         Self {
             settings,

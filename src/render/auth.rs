@@ -40,6 +40,15 @@ impl AuthLayout {
         }
     }
 
+    /// `disabled`, `local` or `remote`, for the status page and metrics.
+    pub fn state(&self) -> &'static str {
+        if self.enabled {
+            self.mode()
+        } else {
+            "disabled"
+        }
+    }
+
     pub fn mode(&self) -> &'static str {
         if self.local_key.is_some() {
             "local"
