@@ -29,7 +29,7 @@ while (($#)); do
 done
 if [ -z "$ROUTER_BIN" ]; then
   ROUTER_BIN=target/release/clearml-router
-  [ -x "$ROUTER_BIN" ] || cargo build --release --bin clearml-router
+  [ -x "$ROUTER_BIN" ] || cargo build --release -p clearml-router --bin clearml-router
 fi
 for tool in docker python3 ldd nginx luajit; do
   command -v "$tool" >/dev/null || { echo "build-test-images: $tool is missing (run scripts/setup.sh)" >&2; exit 1; }

@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-# Library, binaries and integration tests (the crate has no doc tests).
-cargo test --lib --bins --tests 2>&1 | tee "$log"
+# Every crate of the workspace: libraries, binaries and integration tests (no doc tests).
+cargo test --workspace --lib --bins --tests 2>&1 | tee "$log"
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"

@@ -1,0 +1,397 @@
+//! The only place that writes nginx or Lua text. Deterministic: the same inputs give the same
+//! bytes (sorted maps, no timestamps), so unchanged input means no write and no reload.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use gateway_core::errors::error_chain;
+use gateway_core::model::RouteId;
+use gateway_core::table::RouteTable;
+
+pub mod auth;
+pub mod main_conf;
+
+pub use auth::AuthLayout;
+
+/// Name of the file the router writes into the proxy's conf.d (http context).
+pub const CONF_FILE: &str = "clearml-router.conf";
+/// Name of the TCP (stream context) file in conf.d; the proxy's nginx.conf includes
+/// `conf.d/*.stream` inside `stream {}`.
+pub const STREAM_FILE: &str = "clearml-router.stream";
+/// Name of the Lua module, in the Lua directory.
+pub const LUA_MODULE_FILE: &str = "clearml_router.lua";
+/// Name of the JSON routing table, in the Lua directory.
+pub const ROUTES_FILE: &str = "routes.json";
+/// Name of the Lua auth module, its JSON settings and its key file, in the Lua directory.
+pub const AUTH_MODULE_FILE: &str = "clearml_auth.lua";
+pub const PAGES_MODULE_FILE: &str = "clearml_pages.lua";
+pub const AUTH_SETTINGS_FILE: &str = "auth.json";
+pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
+
+const ROUTER_CONF_TEMPLATE: &str = include_str!("../templates/router.conf.tera");
+const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.tera");
+const LUA_MODULE: &str = include_str!("../lua/clearml_router.lua");
+const AUTH_MODULE: &str = include_str!("../lua/clearml_auth.lua");
+const PAGES_MODULE: &str = include_str!("../lua/clearml_pages.lua");
+
+/// How long an idle connection (websocket, SSH) is kept open.
+const IDLE_TIMEOUT: &str = "1d";
+
+/// CA bundle the proxy trusts when it checks logins against an https ClearML server.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Structural inputs: anything here changing needs an nginx reload.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub router_name: String,
+    pub listen_port: u16,
+    pub control_port: u16,
+    /// The Lua directory as the proxy sees it.
+    pub lua_dir: PathBuf,
+    pub auth: AuthLayout,
+}
+
+/// Which directory a rendered file belongs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dir {
+    Conf,
+    Lua,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub dir: Dir,
+    pub name: &'static str,
+    pub bytes: Vec<u8>,
+    /// Holds a secret: written with mode 0600 and left out of dry-run output.
+    pub secret: bool,
+}
+
+impl RenderedFile {
+    fn new(dir: Dir, name: &'static str, bytes: Vec<u8>) -> Self {
+        Self { dir, name, bytes, secret: false }
+    }
+}
+
+/// One complete render: structural files, the routing table, and their hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub structural: Vec<RenderedFile>,
+    pub routes: RenderedFile,
+    /// Hash of the structural files; the proxy reports it once it serves them.
+    pub config_hash: String,
+    /// Hash of the routing table entries; the proxy reports it once it has loaded them.
+    pub routes_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {0}: {1}")]
+    Template(&'static str, String),
+    #[error("path {0:?} cannot be used in nginx config: only letters, digits and / . _ - are allowed")]
+    UnsafePath(PathBuf),
+    #[error("ClearML company id {0:?} has characters other than letters, digits, '-' and '_'")]
+    UnsafeCompany(String),
+}
+
+#[derive(Serialize)]
+struct RouteEntry<'a> {
+    host: String,
+    port: u16,
+    task: &'a str,
+    /// Written only when false, so the common case keeps the table small.
+    #[serde(skip_serializing_if = "is_true")]
+    strip_prefix: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+#[derive(Serialize)]
+struct TcpEntry<'a> {
+    listen: u16,
+    host: String,
+    port: u16,
+    task: &'a str,
+}
+
+/// One enabled static route as the proxy's Lua sees it.
+#[derive(Serialize)]
+struct StaticEntry {
+    /// Path prefix stripped before the request reaches a target (`""` for subdomain routes).
+    prefix: String,
+    /// `"<ip> <port>"` each; empty: the route exists but has no target yet (503).
+    targets: Vec<String>,
+    load_balanced: bool,
+    public: bool,
+    /// Who may use it (user ids or names); absent: any login of the workspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<String>>,
+    /// Task endpoints serving it (route ids): a restarted router knows what it advertised and
+    /// which task keeps a single-target route.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tasks: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct StaticDoc {
+    routes: BTreeMap<String, StaticEntry>,
+    /// Path prefix -> route name.
+    paths: BTreeMap<String, String>,
+    /// Full host name -> route name.
+    hosts: BTreeMap<String, String>,
+    /// The affinity cookie carries `Secure` (AUTH_SECURE_ENABLED).
+    secure_cookies: bool,
+}
+
+fn static_doc(table: &RouteTable) -> StaticDoc {
+    use gateway_core::static_routes::Location;
+    let mut doc = StaticDoc {
+        routes: BTreeMap::new(),
+        paths: BTreeMap::new(),
+        hosts: BTreeMap::new(),
+        secure_cookies: table.secure_cookies,
+    };
+    for (name, served) in &table.statics {
+        let name = name.as_str().to_owned();
+        let prefix = match &served.route.location {
+            Location::Path(p) => {
+                doc.paths.insert(p.as_str().to_owned(), name.clone());
+                p.as_str().to_owned()
+            }
+            Location::Subdomain(label) => {
+                doc.hosts.insert(format!("{}.{}", label.as_str(), table.router_host), name.clone());
+                String::new()
+            }
+        };
+        let entry = StaticEntry {
+            prefix,
+            targets: served
+                .targets
+                .iter()
+                .map(|t| format!("{} {}", t.addr().ip(), t.addr().port()))
+                .collect(),
+            load_balanced: served.route.load_balanced,
+            public: matches!(served.route.access, gateway_core::static_routes::Access::Public),
+            members: served.members.as_ref().map(|m| m.iter().cloned().collect()),
+            tasks: served
+                .tasks
+                .iter()
+                .map(|a| RouteId::for_endpoint(&a.task, a.endpoint.as_ref()).to_string())
+                .collect(),
+        };
+        doc.routes.insert(name, entry);
+    }
+    doc
+}
+
+#[derive(Serialize)]
+struct RoutesDoc<'a> {
+    version: &'a str,
+    routes: &'a BTreeMap<&'a RouteId, RouteEntry<'a>>,
+    #[serde(rename = "static")]
+    static_routes: &'a StaticDoc,
+    /// TCP endpoints are served by the stream config; listed here so a restarted router keeps
+    /// their ports.
+    tcp: BTreeMap<&'a RouteId, TcpEntry<'a>>,
+}
+
+/// Renders the proxy files for `table` with `layout`.
+pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderError> {
+    let routes: BTreeMap<&RouteId, RouteEntry> = table
+        .http
+        .values()
+        .map(|r| {
+            (
+                &r.id,
+                RouteEntry {
+                    host: r.target.addr().ip().to_string(),
+                    port: r.target.addr().port(),
+                    task: r.task.as_str(),
+                    strip_prefix: r.strip_prefix,
+                },
+            )
+        })
+        .collect();
+    let statics = static_doc(table);
+    let routes_version = sha256_hex(&[
+        serde_json::to_vec(&routes).expect("routes serialize").as_slice(),
+        serde_json::to_vec(&statics).expect("routes serialize").as_slice(),
+    ]);
+    let tcp = table
+        .tcp
+        .values()
+        .map(|r| {
+            let entry = TcpEntry {
+                listen: r.port.get(),
+                host: r.target.addr().ip().to_string(),
+                port: r.target.addr().port(),
+                task: r.task.as_str(),
+            };
+            (&r.id, entry)
+        })
+        .collect();
+    let routes_bytes = serde_json::to_vec_pretty(&RoutesDoc {
+        version: &routes_version,
+        routes: &routes,
+        static_routes: &statics,
+        tcp,
+    })
+    .expect("routes serialize");
+
+    let mut structural = vec![
+        RenderedFile::new(Dir::Lua, LUA_MODULE_FILE, LUA_MODULE.as_bytes().to_vec()),
+        RenderedFile::new(Dir::Lua, AUTH_MODULE_FILE, AUTH_MODULE.as_bytes().to_vec()),
+        RenderedFile::new(Dir::Lua, PAGES_MODULE_FILE, PAGES_MODULE.as_bytes().to_vec()),
+        RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
+        RenderedFile { secret: true, ..RenderedFile::new(Dir::Lua, AUTH_KEY_FILE, layout.auth.key_file()) },
+        RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout, table)?.into_bytes()),
+    ];
+    if let Some(company) = layout.auth.company_id.as_deref().filter(|c| !auth::valid_company_id(c)) {
+        return Err(RenderError::UnsafeCompany(gateway_core::model::display_untrusted(company)));
+    }
+    // The hash covers every structural file, the conf as rendered without the hash, so that it
+    // can be embedded in the conf.
+    let unhashed = render_conf(layout, "")?;
+    let mut parts: Vec<&[u8]> = vec![unhashed.as_bytes()];
+    parts.extend(structural.iter().map(|f| f.bytes.as_slice()));
+    let config_hash = sha256_hex(&parts);
+    let conf = render_conf(layout, &config_hash)?;
+    // The conf goes last: it refers to the Lua files, which are written first.
+    structural.push(RenderedFile::new(Dir::Conf, CONF_FILE, conf.into_bytes()));
+    Ok(Rendered {
+        structural,
+        routes: RenderedFile::new(Dir::Lua, ROUTES_FILE, routes_bytes),
+        config_hash,
+        routes_version,
+    })
+}
+
+fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError> {
+    let lua_dir = safe_path(&layout.lua_dir)?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("router_name", &layout.router_name);
+    ctx.insert("listen_port", &layout.listen_port);
+    ctx.insert("control_port", &layout.control_port);
+    ctx.insert("lua_dir", lua_dir);
+    ctx.insert("routes_file", &format!("{lua_dir}/{ROUTES_FILE}"));
+    ctx.insert("poll_seconds", "0.25");
+    ctx.insert("connect_timeout", "10s");
+    ctx.insert("idle_timeout", IDLE_TIMEOUT);
+    ctx.insert("config_hash", config_hash);
+    ctx.insert("auth_settings_file", &format!("{lua_dir}/{AUTH_SETTINGS_FILE}"));
+    ctx.insert("auth_key_file", &format!("{lua_dir}/{AUTH_KEY_FILE}"));
+    let auth = &layout.auth;
+    ctx.insert("auth_remote", &(auth.enabled && auth.local_key.is_none()));
+    ctx.insert("auth_api_url", &auth.api_url);
+    ctx.insert("auth_api_https", &auth.api_url.starts_with("https://"));
+    ctx.insert("auth_verify_tls", &auth.verify_tls);
+    ctx.insert("ca_bundle", CA_BUNDLE);
+    render_template("router.conf", ROUTER_CONF_TEMPLATE, &ctx)
+}
+
+fn render_stream(layout: &Layout, table: &RouteTable) -> Result<String, RenderError> {
+    #[derive(Serialize)]
+    struct StreamRoute<'a> {
+        id: &'a str,
+        port: u16,
+        target: String,
+    }
+    let routes: Vec<StreamRoute> = table
+        .tcp
+        .values()
+        .map(|r| StreamRoute { id: r.id.as_str(), port: r.port.get(), target: r.target.to_string() })
+        .collect();
+    let mut ctx = tera::Context::new();
+    ctx.insert("router_name", &layout.router_name);
+    ctx.insert("routes", &routes);
+    ctx.insert("idle_timeout", IDLE_TIMEOUT);
+    render_template("router.stream", ROUTER_STREAM_TEMPLATE, &ctx)
+}
+
+/// Renders one embedded template (no autoescaping: every inserted value is validated first).
+pub(crate) fn render_template(
+    name: &'static str,
+    template: &str,
+    ctx: &tera::Context,
+) -> Result<String, RenderError> {
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.add_raw_template(name, template).map_err(|e| RenderError::Template(name, error_chain(&e)))?;
+    tera.render(name, ctx).map_err(|e| RenderError::Template(name, error_chain(&e)))
+}
+
+/// Paths come from settings, not tasks, but still reach nginx text: allow a plain alphabet only.
+pub(crate) fn safe_path(path: &Path) -> Result<&str, RenderError> {
+    let s = path.to_str().ok_or_else(|| RenderError::UnsafePath(path.to_owned()))?;
+    let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if ok {
+        Ok(s.trim_end_matches('/'))
+    } else {
+        Err(RenderError::UnsafePath(path.to_owned()))
+    }
+}
+
+pub fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_core::model::TargetPolicy;
+    use gateway_core::snapshot::Snapshot;
+    use serde_json::json;
+
+    fn layout() -> Layout {
+        Layout {
+            router_name: "r1".into(),
+            listen_port: 8080,
+            control_port: 18080,
+            lua_dir: "/lua".into(),
+            auth: AuthLayout::disabled(),
+        }
+    }
+
+    fn table(ports: &[u16]) -> RouteTable {
+        let tasks = ports
+            .iter()
+            .map(|p| {
+                json!({"id": format!("t{p}"), "status": "in_progress", "system_tags": ["external_service"],
+                       "runtime": {"_SERVICE": "EXTERNAL", "_ADDRESS": "10.0.0.1", "_PORT": p}})
+            })
+            .collect();
+        RouteTable::build(&Snapshot { tasks, company: None }, &TargetPolicy::default())
+    }
+
+    #[test]
+    fn render_is_deterministic_and_routes_are_data_only() {
+        let a = render(&layout(), &table(&[1, 2])).unwrap();
+        let b = render(&layout(), &table(&[2, 1])).unwrap();
+        assert_eq!(a, b);
+        let c = render(&layout(), &table(&[1, 2, 3])).unwrap();
+        assert_eq!(a.structural, c.structural, "a new task must not change nginx config");
+        assert_eq!(a.config_hash, c.config_hash);
+        assert_ne!(a.routes_version, c.routes_version);
+        let conf = a.structural.iter().find(|f| f.name == CONF_FILE).unwrap();
+        let conf = String::from_utf8(conf.bytes.clone()).unwrap();
+        assert!(conf.contains(&a.config_hash));
+        assert!(!conf.contains("10.0.0.1"));
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        let mut l = layout();
+        l.lua_dir = "/lua\"; evil".into();
+        assert!(matches!(render(&l, &table(&[])), Err(RenderError::UnsafePath(_))));
+    }
+}

@@ -1,0 +1,219 @@
+//! Wiring: settings in, a ready router loop out. Shared by `run` and `demo`.
+
+use std::path::{Path, PathBuf};
+
+use crate::apply::docker::{DockerProxy, DockerReloader, DockerValidator, STAGING_DIR_NAME};
+use crate::apply::filewatch::{DeferredValidator, FileWatchReloader};
+use crate::apply::probe::ProxyProbe;
+use crate::apply::reloader::{ProcessReloader, Reloader};
+use crate::apply::validate::{ValidateConfig, Validator};
+use crate::apply::{AnyReloader, Applier};
+use crate::config::{ReloaderKind, Settings};
+use crate::router::RouterLoop;
+use clearml_api::{ClearmlClient, Credentials};
+use gateway_render::main_conf::modules_include_default;
+use gateway_render::{AuthLayout, Layout};
+
+/// The proxy layout for these settings; `company_id` is the router's own ClearML company
+/// (learned at start, needed for tenant isolation when authentication is on).
+pub fn layout(settings: &Settings, company_id: Option<String>) -> Layout {
+    Layout {
+        router_name: settings.router_name.clone(),
+        listen_port: settings.listen_port.get(),
+        control_port: settings.proxy.control_port.get(),
+        lua_dir: settings.proxy.lua_dir.clone(),
+        auth: auth_layout(settings, company_id),
+    }
+}
+
+fn auth_layout(settings: &Settings, company_id: Option<String>) -> AuthLayout {
+    let auth = &settings.auth;
+    if !auth.enabled {
+        // Nothing else matters when it is off: keep the render independent of the rest.
+        return AuthLayout::disabled();
+    }
+    AuthLayout {
+        enabled: true,
+        cookie_name: auth.cookie_name.clone(),
+        company_id,
+        login_url: auth.login_url.clone(),
+        api_url: settings.api_host.clone(),
+        verify_tls: settings.ssl_verify,
+        local_key: auth.token_secret.clone(),
+        cache_ttl_seconds: auth.cache_ttl.as_secs().max(1) as u32,
+        negative_ttl_seconds: auth.negative_cache_ttl.as_secs().max(1) as u32,
+        stale_ttl_seconds: STALE_LOGIN_SECONDS,
+    }
+}
+
+/// How long a confirmed login keeps working while ClearML cannot be reached.
+const STALE_LOGIN_SECONDS: u32 = 600;
+
+pub fn validator(settings: &Settings) -> Validator {
+    Validator {
+        nginx_bin: settings.proxy.nginx_bin.clone(),
+        luajit_bin: settings.proxy.luajit_bin.clone(),
+        modules_include: modules_include_default(),
+    }
+}
+
+pub fn clearml_client(settings: &Settings) -> anyhow::Result<ClearmlClient> {
+    ClearmlClient::new(
+        &settings.api_host,
+        Credentials { access_key: settings.access_key.clone(), secret_key: settings.secret_key.clone() },
+        settings.api_timeout,
+        settings.ssl_verify,
+    )
+}
+
+/// Which reloader `ROUTER_RELOADER=auto` means, from what this host shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostFacts {
+    pub auto_reload_config: bool,
+    /// The pid file names a running process (an nginx master on this host).
+    pub local_master: bool,
+    /// The Docker socket exists.
+    pub docker_socket: bool,
+}
+
+/// The reloader to use and why (logged at start). `auto`: file watch if
+/// `ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG`, else the process reloader if the pid file names a
+/// running nginx master on this host (demo, tests, a router installed beside nginx), else Docker
+/// if the socket exists, else the process reloader.
+pub fn choose_reloader(wanted: ReloaderKind, host: HostFacts) -> (ReloaderKind, &'static str) {
+    match wanted {
+        ReloaderKind::Docker => (ReloaderKind::Docker, "ROUTER_RELOADER=docker"),
+        ReloaderKind::Process => (ReloaderKind::Process, "ROUTER_RELOADER=process"),
+        ReloaderKind::File => (ReloaderKind::File, "ROUTER_RELOADER=file"),
+        ReloaderKind::Auto if host.auto_reload_config => {
+            (ReloaderKind::File, "auto: ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG=true")
+        }
+        ReloaderKind::Auto if host.local_master => {
+            (ReloaderKind::Process, "auto: ROUTER_NGINX_PID_FILE names a running nginx master on this host")
+        }
+        ReloaderKind::Auto if host.docker_socket => (ReloaderKind::Docker, "auto: the Docker socket exists"),
+        ReloaderKind::Auto => (ReloaderKind::Process, "auto: no Docker socket and no file watch"),
+    }
+}
+
+/// What this host shows for [`choose_reloader`].
+pub fn host_facts(settings: &Settings) -> HostFacts {
+    HostFacts {
+        auto_reload_config: settings.proxy.auto_reload_config,
+        local_master: pid_file_is_live(&settings.proxy.pid_file),
+        docker_socket: settings.proxy.docker_socket.exists(),
+    }
+}
+
+fn pid_file_is_live(path: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<i32>().ok()) else {
+        return false;
+    };
+    if pid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists; kill has no memory preconditions.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// `name` runs here: an existing path, or found on `PATH`.
+fn runnable(name: &Path) -> bool {
+    if name.components().count() > 1 {
+        return name.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+}
+
+/// The router for these settings, with the reloader `ROUTER_RELOADER` asks for (see
+/// [`choose_reloader`]). A Docker reloader whose socket is missing or not permitted is an error
+/// naming the fix.
+pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
+    let (kind, reason) = choose_reloader(settings.proxy.reloader, host_facts(&settings));
+    let proxy = &settings.proxy;
+    let local_staging = std::env::temp_dir().join(format!("clearml-router-staging-{}", std::process::id()));
+    let (reloader, validator, staging): (AnyReloader, Box<dyn ValidateConfig>, PathBuf) = match kind {
+        ReloaderKind::Docker => {
+            let docker = DockerProxy::connect(&proxy.docker_socket, &proxy.container)
+                .map_err(|e| anyhow::anyhow!("docker reloader ({reason}): {e:#}"))?;
+            let validator = DockerValidator {
+                proxy: docker.clone(),
+                nginx_bin: proxy.nginx_bin.clone(),
+                luajit_bin: proxy.luajit_bin.clone(),
+                modules_include: modules_include_default(),
+            };
+            // Inside the shared conf.d volume, where the proxy container sees the same path.
+            let staging = proxy.conf_dir.join(STAGING_DIR_NAME);
+            (AnyReloader::Docker(DockerReloader { proxy: docker }), Box::new(validator), staging)
+        }
+        ReloaderKind::File => {
+            let reloader =
+                FileWatchReloader { conf_dir: proxy.conf_dir.clone(), lua_dir: proxy.lua_dir.clone() };
+            let validator: Box<dyn ValidateConfig> = if runnable(&proxy.nginx_bin) {
+                Box::new(validator(&settings))
+            } else {
+                Box::new(DeferredValidator)
+            };
+            (AnyReloader::File(reloader), validator, local_staging)
+        }
+        ReloaderKind::Process | ReloaderKind::Auto => {
+            let reloader = ProcessReloader { pid_file: proxy.pid_file.clone() };
+            (AnyReloader::Process(reloader), Box::new(validator(&settings)), local_staging)
+        }
+    };
+    tracing::info!(
+        reloader = %kind,
+        reason,
+        how = %reloader.describe(),
+        validation = %validator.describe(),
+        "reloader chosen"
+    );
+    let applier = Applier::new(
+        layout(&settings, None),
+        proxy.conf_dir.clone(),
+        proxy.lua_dir.clone(),
+        validator,
+        reloader.clone(),
+        ProxyProbe::new(proxy.control_port.get()),
+        staging,
+    )
+    .with_identity(reloader);
+    let client = clearml_client(&settings)?;
+    Ok(RouterLoop::new(settings, client, applier))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_prefers_file_watch_then_a_local_master_then_docker() {
+        let facts = |auto_reload_config, local_master, docker_socket| HostFacts {
+            auto_reload_config,
+            local_master,
+            docker_socket,
+        };
+        let auto = |f| choose_reloader(ReloaderKind::Auto, f).0;
+        assert_eq!(auto(facts(true, true, true)), ReloaderKind::File);
+        assert_eq!(auto(facts(false, true, true)), ReloaderKind::Process);
+        assert_eq!(auto(facts(false, false, true)), ReloaderKind::Docker);
+        assert_eq!(auto(facts(false, false, false)), ReloaderKind::Process);
+        for kind in [ReloaderKind::Docker, ReloaderKind::Process, ReloaderKind::File] {
+            assert_eq!(choose_reloader(kind, facts(true, true, false)).0, kind, "an explicit choice wins");
+        }
+    }
+
+    #[test]
+    fn a_pid_file_counts_only_when_its_process_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nginx.pid");
+        assert!(!pid_file_is_live(&path));
+        std::fs::write(&path, format!("{}\n", std::process::id())).unwrap();
+        assert!(pid_file_is_live(&path));
+        std::fs::write(&path, "1\n").unwrap();
+        assert!(!pid_file_is_live(&path));
+        assert!(runnable(Path::new("sh")));
+        assert!(!runnable(Path::new("/nonexistent/nginx")));
+    }
+}

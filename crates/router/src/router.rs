@@ -1,0 +1,385 @@
+//! The router's main loop: poll ClearML, build the route table, apply it to the proxy, then
+//! advertise the live endpoints back to the tasks. A failed poll or apply keeps the last good
+//! routes serving; the next tick tries again.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::advertise::Advertiser;
+use crate::apply::reloader::Reloader;
+use crate::apply::{Applier, ApplyOutcome};
+use crate::config::{queue_pattern_regex, QueueFilter, Settings};
+use clearml_api::{ApiError, ClearmlClient, TaskQuery};
+use std::collections::BTreeMap;
+
+use crate::static_files::{groups_parser, routes_parser, Watched};
+use crate::status::state::{ApplyRecord, RouterInfo};
+use crate::status::SharedStatus;
+use gateway_core::model::{Port, RouteId, TargetPolicy, TaskId};
+use gateway_core::routes_file::table_from_routes_file;
+use gateway_core::snapshot::Snapshot;
+use gateway_core::static_routes::{Groups, RouteName, StaticRoute};
+use gateway_core::table::RouteTable;
+use gateway_core::task::RouterIdentity;
+use gateway_core::tcp_ports::TcpPlan;
+
+/// How long resolved queue ids are reused before asking ClearML again (queues come and go rarely).
+const QUEUE_CACHE_TTL: Duration = Duration::from_secs(10);
+
+pub struct RouterLoop<R: Reloader> {
+    settings: Settings,
+    client: ClearmlClient,
+    applier: Applier<R>,
+    advertiser: Advertiser,
+    policy: TargetPolicy,
+    tcp: TcpPlan,
+    queues: Option<(Instant, Vec<String>)>,
+    last_poll_error: Option<String>,
+    last_refusals: BTreeSet<String>,
+    status: SharedStatus,
+    static_routes: StaticInputs,
+}
+
+/// The static routes file and the groups file, re-read on every tick (a read of two small files;
+/// unchanged content is not parsed again) and kept at their last good content.
+pub struct StaticInputs {
+    pub routes: Option<Watched<Vec<StaticRoute>>>,
+    pub groups: Option<Watched<Groups>>,
+    /// Which task serves each static route, from the last applied table.
+    pub incumbents: BTreeMap<RouteName, TaskId>,
+}
+
+impl StaticInputs {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            routes: settings.static_routes_file.clone().map(Watched::new),
+            groups: settings.groups_file.clone().map(Watched::new),
+            incumbents: BTreeMap::new(),
+        }
+    }
+
+    /// Re-reads the files; logs each accepted or refused content once.
+    pub fn refresh(&mut self, policy: &TargetPolicy) {
+        if let Some(w) = self.routes.as_mut() {
+            if let Some(msg) = w.refresh(routes_parser(policy)) {
+                match &w.error {
+                    None => tracing::info!(file = %msg, routes = w.good.len(), "static routes loaded"),
+                    Some(_) => tracing::error!(error = %msg, "static routes file refused"),
+                }
+            }
+        }
+        if let Some(w) = self.groups.as_mut() {
+            if let Some(msg) = w.refresh(groups_parser) {
+                match &w.error {
+                    None => tracing::info!(file = %msg, groups = w.good.len(), "groups loaded"),
+                    Some(_) => tracing::error!(error = %msg, "groups file refused"),
+                }
+            }
+        }
+    }
+
+    /// Puts the static routes (and the router settings they need) into `table`.
+    pub fn attach(&self, settings: &Settings, table: &mut RouteTable) {
+        table.router_host = gateway_core::static_routes::router_host(&settings.router_url);
+        table.secure_cookies = settings.auth.secure_cookies;
+        let empty_routes = Vec::new();
+        let empty_groups = Groups::new();
+        let routes = self.routes.as_ref().map(|w| &w.good).unwrap_or(&empty_routes);
+        let groups = self.groups.as_ref().map(|w| &w.good).unwrap_or(&empty_groups);
+        table.attach_static(routes, groups, &self.incumbents);
+    }
+
+    /// Why a file is refused right now (the last good content serves meanwhile).
+    pub fn errors(&self) -> Vec<String> {
+        let routes = self.routes.as_ref().and_then(|w| w.error.clone());
+        let groups = self.groups.as_ref().and_then(|w| w.error.clone());
+        routes.into_iter().chain(groups).collect()
+    }
+}
+
+/// Builds the SSRF policy from the settings.
+pub fn target_policy(settings: &Settings) -> TargetPolicy {
+    TargetPolicy {
+        allow_loopback: settings.allow_loopback_targets,
+        proxy_ports: settings.proxy_ports(),
+        self_addresses: settings.self_addresses(),
+    }
+}
+
+/// Who this router is, for reading tasks.
+pub fn identity(settings: &Settings) -> RouterIdentity<'_> {
+    RouterIdentity {
+        name: Some(&settings.router_name),
+        url: Some(&settings.router_url),
+        tcp_address: settings.tcp.router_address.as_deref(),
+    }
+}
+
+/// TCP allocation settings; `previous` keeps ports stable across polls and restarts.
+pub fn tcp_plan(settings: &Settings, previous: BTreeMap<RouteId, Port>) -> TcpPlan {
+    TcpPlan {
+        router_address: settings.tcp.router_address.clone(),
+        first_port: settings.tcp.port_start.get(),
+        last_port: settings.tcp.port_end.get(),
+        previous,
+    }
+}
+
+impl<R: Reloader> RouterLoop<R> {
+    pub fn new(settings: Settings, client: ClearmlClient, applier: Applier<R>) -> Self {
+        let mut advertiser = Advertiser::new(
+            &settings.router_name,
+            &settings.router_url,
+            settings.tcp.router_address.as_deref(),
+        );
+        let routes_file = applier.lua_dir.join(gateway_render::ROUTES_FILE);
+        let left_on_disk = match crate::apply::files::read_if_exists(&routes_file) {
+            Ok(Some(bytes)) => table_from_routes_file(&bytes),
+            _ => RouteTable::default(),
+        };
+        advertiser.assume_advertised(&left_on_disk);
+        let mut static_routes = StaticInputs::new(&settings);
+        static_routes.incumbents = left_on_disk.static_incumbents();
+        let tcp = tcp_plan(&settings, left_on_disk.tcp_ports());
+        let policy = target_policy(&settings);
+        let status = SharedStatus::new(RouterInfo {
+            name: settings.router_name.clone(),
+            url: settings.router_url.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: gateway_core::time::rfc3339(std::time::SystemTime::now()),
+            uptime_seconds: 0,
+            clearml_api: settings.api_host.clone(),
+            clearml_web: settings.web_host.clone(),
+            auth: applier.layout.auth.state(),
+        });
+        Self {
+            settings,
+            client,
+            applier,
+            advertiser,
+            policy,
+            tcp,
+            queues: None,
+            last_poll_error: None,
+            last_refusals: BTreeSet::new(),
+            status,
+            static_routes,
+        }
+    }
+
+    /// What the status server shows; updated by every tick.
+    pub fn status(&self) -> SharedStatus {
+        self.status.clone()
+    }
+
+    /// Counts and latency of this router's ClearML calls.
+    pub fn api_metrics(&self) -> std::sync::Arc<clearml_api::ApiMetrics> {
+        self.client.metrics()
+    }
+
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tracing::info!(
+            router = %self.settings.router_name,
+            url = %self.settings.router_url,
+            clearml = %self.settings.api_host,
+            reloader = %self.applier.reloader.describe(),
+            "router started"
+        );
+        if !self.settings.auth.enabled {
+            tracing::warn!("AUTH_ENABLED=false: every endpoint is open to anyone who can reach the gateway");
+        } else if self.settings.auth.token_secret.is_some() {
+            tracing::info!("logins are verified locally with AUTH_BASE64_JWKS_KEY: a ClearML logout is not seen until the token expires");
+        }
+        if self.settings.allow_loopback_targets {
+            tracing::warn!("ROUTER_ALLOW_LOOPBACK_TARGETS is on: tasks may route to this host's loopback services (demo/test setting)");
+        }
+        let mut ticker = tokio::time::interval(self.settings.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // File edits wake the loop at once (debounced); every tick re-reads the files anyway,
+        // so a missed event (or a watcher that could not start) only delays a change to the
+        // next poll.
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let files: Vec<std::path::PathBuf> = [&self.settings.static_routes_file, &self.settings.groups_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let _watcher = match crate::static_files::watch(&files, wake.clone()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the static routes files; they are re-read every poll");
+                None
+            }
+        };
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.tick().await,
+                _ = wake.notified() => {
+                    // Debounce: an editor's write-rename-chmod burst becomes one apply.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    self.tick().await;
+                    ticker.reset();
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!("router stopped; the proxy keeps serving the last applied routes");
+    }
+
+    /// One poll-apply-advertise round.
+    pub async fn tick(&mut self) {
+        let snapshot = match self.poll().await {
+            Ok(snapshot) => {
+                if self.last_poll_error.take().is_some() {
+                    tracing::info!("ClearML polling recovered");
+                }
+                self.status.poll_succeeded();
+                snapshot
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if self.last_poll_error.as_ref() != Some(&message) {
+                    tracing::warn!(error = %message, "ClearML poll failed; the last good routes keep serving");
+                    self.last_poll_error = Some(message.clone());
+                }
+                self.status.poll_failed(message);
+                return;
+            }
+        };
+        if !self.learn_company().await {
+            return;
+        }
+        let mut table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
+        self.static_routes.refresh(&self.policy);
+        self.static_routes.attach(&self.settings, &mut table);
+        self.status.static_errors(self.static_routes.errors());
+        self.log_refusals(&table);
+        let started = Instant::now();
+        let result = self.applier.apply(&table).await;
+        let took = started.elapsed();
+        let good = self.applier.last_good();
+        let mut record = ApplyRecord {
+            outcome: "",
+            config_hash: good.map(|r| r.config_hash.as_str()),
+            routes_version: good.map(|r| r.routes_version.as_str()),
+            error: None,
+            took,
+            reloads: self.applier.reloads(),
+        };
+        match result {
+            Ok(ApplyOutcome::Unchanged) => {}
+            Ok(outcome) => {
+                tracing::info!(
+                    ?outcome,
+                    routes = table.http.len(),
+                    tcp = table.tcp.len(),
+                    reloads = self.applier.reloads(),
+                    "applied"
+                );
+                record.outcome = match outcome {
+                    ApplyOutcome::RoutesUpdated => "routes updated (no reload)",
+                    ApplyOutcome::ConfigApplied { reloaded: true } => "config applied (reloaded)",
+                    _ => "config applied",
+                };
+                self.status.applied(record);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "apply failed");
+                record.outcome = "failed";
+                record.error = Some(e.to_string());
+                self.status.applied(record);
+                return;
+            }
+        }
+        self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
+        // Applied: these ports are the ones to keep from now on.
+        self.tcp.previous = table.tcp_ports();
+        self.static_routes.incumbents = table.static_incumbents();
+        let report = self.advertiser.sync(&self.client, &table).await;
+        for task in &report.written {
+            tracing::info!(task = %task, "endpoint keys updated on the task");
+        }
+        for (task, error) in &report.failed {
+            tracing::warn!(task = %task, %error, "could not update endpoint keys; will retry");
+        }
+    }
+
+    /// With authentication on, the proxy must know the router's company before it serves
+    /// anything (tenant isolation). Until then nothing is applied: the proxy keeps its last config.
+    async fn learn_company(&mut self) -> bool {
+        let auth = &self.applier.layout.auth;
+        if !auth.enabled || auth.company_id.is_some() {
+            return true;
+        }
+        match self.client.own_company().await {
+            Ok(company) if gateway_render::auth::valid_company_id(&company) => {
+                tracing::info!(company = %company, "learned the router's ClearML company");
+                self.applier.layout.auth.company_id = Some(company);
+                true
+            }
+            Ok(company) => {
+                tracing::error!(company = %gateway_core::model::display_untrusted(&company), "ClearML returned an unusable company id");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot learn the router's ClearML company yet; nothing applied");
+                false
+            }
+        }
+    }
+
+    async fn poll(&mut self) -> Result<Snapshot, ApiError> {
+        let query = match &self.settings.queues {
+            QueueFilter::All => TaskQuery { queue_ids: None },
+            QueueFilter::Names(patterns) => {
+                let ids = self.queue_ids(&patterns.clone()).await?;
+                if ids.is_empty() {
+                    tracing::debug!("no queue matches LISTEN_QUEUE_NAME; routing nothing");
+                    return Ok(Snapshot::default());
+                }
+                TaskQuery { queue_ids: Some(ids) }
+            }
+        };
+        let tasks = self.client.tasks_requesting_endpoints(&query).await?;
+        Ok(Snapshot { tasks, company: None })
+    }
+
+    async fn queue_ids(&mut self, patterns: &[String]) -> Result<Vec<String>, ApiError> {
+        if let Some((at, ids)) = &self.queues {
+            if at.elapsed() < QUEUE_CACHE_TTL {
+                return Ok(ids.clone());
+            }
+        }
+        let mut ids = BTreeSet::new();
+        for pattern in patterns {
+            for (id, _name) in self.client.queues_matching(&queue_pattern_regex(pattern)).await? {
+                ids.insert(id);
+            }
+        }
+        let ids: Vec<String> = ids.into_iter().collect();
+        // Nothing matching yet is not cached: a queue created next minute is picked up at once.
+        self.queues = (!ids.is_empty()).then(|| (Instant::now(), ids.clone()));
+        Ok(ids)
+    }
+
+    /// Logs each refusal once (not on every poll), naming the task and the reason.
+    fn log_refusals(&mut self, table: &RouteTable) {
+        let current: BTreeSet<String> = table
+            .refusals
+            .iter()
+            .map(|r| {
+                format!(
+                    "task {} endpoint {}: {}",
+                    r.task,
+                    r.endpoint.as_deref().unwrap_or("(task)"),
+                    r.reason
+                )
+            })
+            .collect();
+        for line in current.difference(&self.last_refusals) {
+            tracing::warn!(refusal = %line, "task endpoint refused");
+        }
+        self.last_refusals = current;
+    }
+}

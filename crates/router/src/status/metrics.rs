@@ -1,0 +1,154 @@
+//! Prometheus text exposition of the router's and the proxy's figures.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+use super::state::{Counters, StatusData};
+use clearml_api::CallStats;
+
+/// What the proxy's control listener reports beyond hashes: request counts per route and the
+/// login cache's hits and misses.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProxyCounters {
+    #[serde(default)]
+    pub requests: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub auth_stats: AuthStats,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuthStats {
+    #[serde(default)]
+    pub cache_hits: u64,
+    #[serde(default)]
+    pub cache_misses: u64,
+}
+
+pub struct MetricsInput<'a> {
+    pub status: &'a StatusData,
+    pub counters: &'a Counters,
+    pub api: &'a BTreeMap<String, CallStats>,
+    /// `None` when the proxy did not answer (reported as `clearml_gateway_proxy_up 0`).
+    pub proxy: Option<&'a ProxyCounters>,
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Label values are route ids and endpoint names (validated alphabets); escaped anyway.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub fn render(input: &MetricsInput<'_>) -> String {
+    let mut out = String::new();
+    let s = input.status;
+    let c = input.counters;
+
+    family(&mut out, "clearml_gateway_info", "gauge", "Router identity.");
+    let _ = writeln!(
+        out,
+        "clearml_gateway_info{{router=\"{}\",version=\"{}\",auth=\"{}\"}} 1",
+        label(&s.router.name),
+        s.router.version,
+        s.router.auth
+    );
+    family(&mut out, "clearml_gateway_ready", "gauge", "1 after the first successful apply.");
+    let _ = writeln!(out, "clearml_gateway_ready {}", u8::from(s.ready));
+    family(&mut out, "clearml_gateway_uptime_seconds", "gauge", "Seconds since the router started.");
+    let _ = writeln!(out, "clearml_gateway_uptime_seconds {}", s.router.uptime_seconds);
+
+    family(&mut out, "clearml_gateway_routes", "gauge", "Live routes by kind.");
+    let _ = writeln!(out, "clearml_gateway_routes{{kind=\"http\"}} {}", s.http_routes.len());
+    let _ = writeln!(out, "clearml_gateway_routes{{kind=\"tcp\"}} {}", s.tcp_routes.len());
+    let routing = s.static_routes.iter().filter(|r| r.status == "Routing").count();
+    let _ = writeln!(out, "clearml_gateway_routes{{kind=\"static\"}} {routing}");
+    family(
+        &mut out,
+        "clearml_gateway_refused_endpoints",
+        "gauge",
+        "Task endpoints refused at the last poll.",
+    );
+    let _ = writeln!(out, "clearml_gateway_refused_endpoints {}", s.refused.len());
+
+    family(&mut out, "clearml_gateway_polls_total", "counter", "ClearML polls by result.");
+    let _ = writeln!(out, "clearml_gateway_polls_total{{result=\"ok\"}} {}", c.polls_ok);
+    let _ = writeln!(out, "clearml_gateway_polls_total{{result=\"failed\"}} {}", c.polls_failed);
+    family(
+        &mut out,
+        "clearml_gateway_applies_total",
+        "counter",
+        "Applies that changed something, by result.",
+    );
+    let _ = writeln!(out, "clearml_gateway_applies_total{{result=\"ok\"}} {}", c.applies_ok);
+    let _ = writeln!(out, "clearml_gateway_applies_total{{result=\"failed\"}} {}", c.applies_failed);
+    family(&mut out, "clearml_gateway_apply_seconds", "summary", "Time spent applying changes.");
+    let _ = writeln!(out, "clearml_gateway_apply_seconds_sum {:.6}", c.apply_seconds_sum);
+    let _ = writeln!(out, "clearml_gateway_apply_seconds_count {}", c.applies_ok + c.applies_failed);
+    family(&mut out, "clearml_gateway_reloads_total", "counter", "nginx reloads signalled by this router.");
+    let _ = writeln!(out, "clearml_gateway_reloads_total {}", s.reloads);
+
+    family(
+        &mut out,
+        "clearml_gateway_clearml_requests_total",
+        "counter",
+        "ClearML API calls by endpoint and result.",
+    );
+    for (endpoint, stats) in input.api {
+        let e = label(endpoint);
+        let _ = writeln!(
+            out,
+            "clearml_gateway_clearml_requests_total{{endpoint=\"{e}\",result=\"ok\"}} {}",
+            stats.ok
+        );
+        let _ = writeln!(
+            out,
+            "clearml_gateway_clearml_requests_total{{endpoint=\"{e}\",result=\"error\"}} {}",
+            stats.errors
+        );
+    }
+    family(&mut out, "clearml_gateway_clearml_request_seconds", "summary", "ClearML API call latency.");
+    for (endpoint, stats) in input.api {
+        let e = label(endpoint);
+        let _ = writeln!(
+            out,
+            "clearml_gateway_clearml_request_seconds_sum{{endpoint=\"{e}\"}} {:.6}",
+            stats.seconds_sum
+        );
+        let _ = writeln!(
+            out,
+            "clearml_gateway_clearml_request_seconds_count{{endpoint=\"{e}\"}} {}",
+            stats.ok + stats.errors
+        );
+    }
+
+    family(&mut out, "clearml_gateway_proxy_up", "gauge", "1 if the proxy's control listener answered.");
+    let _ = writeln!(out, "clearml_gateway_proxy_up {}", u8::from(input.proxy.is_some()));
+    if let Some(proxy) = input.proxy {
+        family(&mut out, "clearml_gateway_auth_cache_total", "counter", "Login decisions by cache result.");
+        let _ = writeln!(
+            out,
+            "clearml_gateway_auth_cache_total{{result=\"hit\"}} {}",
+            proxy.auth_stats.cache_hits
+        );
+        let _ = writeln!(
+            out,
+            "clearml_gateway_auth_cache_total{{result=\"miss\"}} {}",
+            proxy.auth_stats.cache_misses
+        );
+        family(
+            &mut out,
+            "clearml_gateway_route_requests_total",
+            "counter",
+            "Requests routed, per route (since the proxy started).",
+        );
+        for (route, count) in &proxy.requests {
+            let _ =
+                writeln!(out, "clearml_gateway_route_requests_total{{route=\"{}\"}} {count}", label(route));
+        }
+    }
+    out
+}

@@ -1,0 +1,127 @@
+//! The status server: HTML page, JSON API, Prometheus metrics, health and readiness, self-test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::metrics::{self, MetricsInput, ProxyCounters};
+use super::state::SharedStatus;
+use crate::selftest::SelfTest;
+use clearml_api::ApiMetrics;
+
+#[derive(Clone)]
+pub struct StatusServer {
+    pub status: SharedStatus,
+    pub api_metrics: Arc<ApiMetrics>,
+    /// The proxy's control listener (request counts, login cache figures).
+    pub probe: crate::apply::probe::ProxyProbe,
+    pub self_test: Option<Arc<SelfTest>>,
+    /// One self-test at a time.
+    pub self_test_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The static routes admin API (`None`: no routes file configured).
+    pub static_admin: Option<Arc<super::admin::StaticAdmin>>,
+}
+
+impl StatusServer {
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", get(page))
+            .route("/api/status", get(status_json))
+            .route("/api/self-test", get(last_self_test).post(run_self_test))
+            .route("/metrics", get(metrics_text))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(ready))
+            .merge(super::admin::routes())
+            .with_state(self)
+    }
+
+    /// Binds and serves until the process ends. Binding errors are returned (a clear startup error).
+    pub async fn spawn(self, address: SocketAddr) -> anyhow::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            anyhow::anyhow!("cannot serve the status page on {address}: {e} (set ROUTER_STATUS_ADDRESS to a free address)")
+        })?;
+        let bound = listener.local_addr()?;
+        let app = self.router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "status server stopped");
+            }
+        });
+        Ok(bound)
+    }
+
+    async fn proxy_counters(&self) -> Option<ProxyCounters> {
+        self.probe.status_as().await.ok()
+    }
+}
+
+async fn page(State(server): State<StatusServer>) -> Response {
+    match super::page::render(&server.status.snapshot()) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("status page: {e}")).into_response(),
+    }
+}
+
+async fn status_json(State(server): State<StatusServer>) -> Response {
+    Json(server.status.snapshot()).into_response()
+}
+
+async fn ready(State(server): State<StatusServer>) -> Response {
+    if server.status.snapshot().ready {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no successful apply yet\n").into_response()
+    }
+}
+
+async fn metrics_text(State(server): State<StatusServer>) -> Response {
+    let proxy = server.proxy_counters().await;
+    let status = server.status.snapshot();
+    let counters = server.status.counters();
+    let api = server.api_metrics.snapshot();
+    let body = metrics::render(&MetricsInput {
+        status: &status,
+        counters: &counters,
+        api: &api,
+        proxy: proxy.as_ref(),
+    });
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn last_self_test(State(server): State<StatusServer>) -> Response {
+    match server.status.snapshot().self_test {
+        Some(report) => Json(report).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no self-test has run"})))
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SelfTestRequest {
+    queue: String,
+    /// Overrides how long an agent may take to pick the task up.
+    pickup_timeout_seconds: Option<u64>,
+}
+
+async fn run_self_test(State(server): State<StatusServer>, Json(request): Json<SelfTestRequest>) -> Response {
+    let Some(self_test) = server.self_test.clone() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "self-test is not available").into_response();
+    };
+    let Ok(_running) = server.self_test_lock.try_lock() else {
+        return (StatusCode::CONFLICT, Json(serde_json::json!({"error": "a self-test is already running"})))
+            .into_response();
+    };
+    if request.queue.trim().is_empty() || request.queue.len() > 200 {
+        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": "queue must be a queue name"})))
+            .into_response();
+    }
+    let pickup = request.pickup_timeout_seconds.map(|s| Duration::from_secs(s.clamp(1, 3600)));
+    Json(self_test.run(request.queue.trim(), pickup).await).into_response()
+}

@@ -1,0 +1,88 @@
+//! An nginx proxy the router starts on this host (demo, tests): its own prefix directory, the
+//! router's conf.d and Lua directory, and a master process that the process reloader signals.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+use clearml_router::apply::probe::ProxyProbe;
+use gateway_core::table::RouteTable;
+use gateway_render::main_conf::{modules_include_default, MainConf};
+use gateway_render::{render, Layout};
+
+pub struct LocalProxy {
+    pub main: MainConf,
+    pub conf_dir: PathBuf,
+    pub lua_dir: PathBuf,
+    child: Child,
+}
+
+impl LocalProxy {
+    /// Lays out `prefix` (conf.d, lua, nginx.conf), writes an initial empty render so nginx starts
+    /// with the router's listeners, starts nginx and waits until its control listener answers.
+    pub async fn start(
+        nginx_bin: &Path,
+        prefix: &Path,
+        layout: &Layout,
+        workers: u32,
+    ) -> anyhow::Result<Self> {
+        let conf_dir = prefix.join("conf.d");
+        let lua_dir = layout.lua_dir.clone();
+        std::fs::create_dir_all(&lua_dir)?;
+        let main = MainConf {
+            prefix: prefix.to_owned(),
+            conf_dir: conf_dir.clone(),
+            workers,
+            modules_include: modules_include_default(),
+            access_log: true,
+        };
+        let conf_path = main.write()?;
+        let initial = render(layout, &RouteTable::default())?;
+        clearml_router::apply::validate::write_staged(&initial, &conf_dir, &lua_dir, true)?;
+        let child = Command::new(nginx_bin)
+            .arg("-p")
+            .arg(prefix)
+            .arg("-e")
+            .arg(main.error_log())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-g")
+            .arg("daemon off;")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (install nginx with the Lua module: scripts/setup.sh)",
+                    nginx_bin.display()
+                )
+            })?;
+        let mut proxy = Self { main, conf_dir, lua_dir, child };
+        let probe = ProxyProbe::new(layout.control_port);
+        let ready = probe.wait_for(Duration::from_secs(10), |s| s.config_hash == initial.config_hash).await;
+        if let Err(e) = ready {
+            let log = std::fs::read_to_string(proxy.main.error_log()).unwrap_or_default();
+            let _ = proxy.child.start_kill();
+            bail!("nginx did not come up: {e:#}\n{log}");
+        }
+        Ok(proxy)
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.main.pid_file()
+    }
+
+    /// Stops nginx (fast shutdown) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}

@@ -1,0 +1,259 @@
+//! The operator surface against a running router: JSON API, the page in real headless Chromium,
+//! Prometheus metrics, health/readiness, and the self-test with a simulated agent.
+
+mod common;
+
+use std::time::Duration;
+
+use clearml_emulator::{EmulatorHandle, NewTask};
+use common::*;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(20);
+const HOSTILE_NAME: &str = "<script>alert('x')</script> notebook";
+
+/// A gateway with a routed task, a refused task and two static routes (one routing, one disabled).
+async fn gateway_with_tasks() -> (Gateway, String, String, tempfile::TempDir) {
+    let app = sample_app("nb").await;
+    let files = tempfile::tempdir().unwrap();
+    let routes = files.path().join("routes.json");
+    let definitions = json!({"routes": [
+        {"name": "models", "path": "/models", "groups": ["ml"], "targets": [app.to_string()]},
+        {"name": "docs", "subdomain": "docs", "access": "public", "targets": [app.to_string()], "enabled": false},
+    ]});
+    std::fs::write(&routes, definitions.to_string()).unwrap();
+    let env = vec![("ROUTER_STATIC_ROUTES_FILE", routes.display().to_string())];
+    let gw = Gateway::start(Options { env, ..Default::default() }).await;
+    let good = gw.http_task(HOSTILE_NAME, app);
+    let refused = gw.emulator.create_task(NewTask {
+        name: "metadata grabber".into(),
+        runtime: json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "169.254.169.254", "_PORT": 80}),
+        system_tags: vec!["external_service".into()],
+        ..Default::default()
+    });
+    gw.wait_for_key(&good, "endpoint", T).await;
+    (gw, good, refused, files)
+}
+
+async fn get_json(url: &str) -> Value {
+    http_client().get(url).fetch_json().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_api_reports_routes_refusals_and_apply() {
+    let (gw, good, refused, _files) = gateway_with_tasks().await;
+    // The published route is in the status once the write-back happened.
+    let deadline = tokio::time::Instant::now() + T;
+    let status = loop {
+        let status = get_json(&gw.status_url("/api/status")).await;
+        if status["http_routes"].as_array().is_some_and(|r| !r.is_empty()) {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["router"]["name"], "test");
+    assert_eq!(status["router"]["url"], gw.router_url);
+    assert_eq!(status["router"]["auth"], "disabled");
+    assert_eq!(status["ready"], true);
+    assert!(status["last_update"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(status["last_apply"]["ok"], true);
+    assert_eq!(status["last_apply"]["config_hash"].as_str().unwrap().len(), 64);
+    let route = &status["http_routes"][0];
+    assert_eq!(route["task_id"], good.as_str());
+    assert_eq!(route["url"], format!("{}/service/{good}/", gw.router_url));
+    assert!(route["task_link"].as_str().unwrap().ends_with(&format!("/experiments/{good}")));
+    let refusal =
+        status["refused"].as_array().unwrap().iter().find(|r| r["task"] == refused.as_str()).unwrap();
+    assert!(refusal["reason"].as_str().unwrap().contains("link-local"), "{refusal}");
+
+    let statics = status["static_routes"].as_array().unwrap();
+    let models = statics.iter().find(|r| r["name"] == "models").unwrap();
+    assert_eq!(models["status"], "Routing", "{models}");
+    assert_eq!(models["url"], format!("{}/models/", gw.router_url));
+    assert_eq!(models["access"], "authenticated");
+    assert_eq!(models["groups"], json!(["ml"]));
+    assert_eq!(models["targets"].as_array().unwrap().len(), 1);
+    let docs = statics.iter().find(|r| r["name"] == "docs").unwrap();
+    assert_eq!(docs["status"], "Not In Use", "{docs}");
+    assert_eq!(docs["access"], "public");
+
+    assert_eq!(http_client().get(gw.status_url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(http_client().get(gw.status_url("/readyz")).send().await.unwrap().status(), 200);
+}
+
+/// Prometheus text: `name{labels} value` lines, parsed.
+fn series(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad metrics line {l:?}"));
+            (name.to_owned(), value.parse().unwrap_or_else(|_| panic!("bad value in {l:?}")))
+        })
+        .collect()
+}
+
+fn value(series: &[(String, f64)], name: &str) -> f64 {
+    series.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no series {name}")).1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_expose_routes_applies_clearml_calls_and_per_route_requests() {
+    let (gw, good, _, _files) = gateway_with_tasks().await;
+    let url = format!("{}/service/{good}/", gw.router_url);
+    for _ in 0..3 {
+        assert_eq!(http_client().get(&url).send().await.unwrap().status(), 200);
+    }
+    let text = http_client().get(gw.status_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let s = series(&text);
+    assert_eq!(value(&s, "clearml_gateway_routes{kind=\"http\"}"), 1.0);
+    assert_eq!(value(&s, "clearml_gateway_routes{kind=\"static\"}"), 1.0, "one routing, one disabled");
+    assert_eq!(value(&s, "clearml_gateway_refused_endpoints"), 1.0);
+    assert_eq!(value(&s, "clearml_gateway_ready"), 1.0);
+    assert!(value(&s, "clearml_gateway_applies_total{result=\"ok\"}") >= 1.0);
+    assert_eq!(value(&s, "clearml_gateway_applies_total{result=\"failed\"}"), 0.0);
+    assert_eq!(value(&s, "clearml_gateway_reloads_total"), 0.0);
+    assert!(
+        value(&s, "clearml_gateway_clearml_requests_total{endpoint=\"tasks.get_all\",result=\"ok\"}") >= 1.0
+    );
+    assert!(value(&s, "clearml_gateway_clearml_request_seconds_count{endpoint=\"tasks.get_all\"}") >= 1.0);
+    assert_eq!(value(&s, "clearml_gateway_proxy_up"), 1.0);
+    assert_eq!(value(&s, &format!("clearml_gateway_route_requests_total{{route=\"{good}\"}}")), 3.0);
+    assert!(text.contains("clearml_gateway_auth_cache_total{result=\"hit\"}"));
+}
+
+fn chromium() -> &'static str {
+    for candidate in ["chromium", "chromium-browser"] {
+        if std::process::Command::new("which").arg(candidate).output().is_ok_and(|o| o.status.success()) {
+            return candidate;
+        }
+    }
+    panic!("chromium is not installed: run scripts/setup.sh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_page_renders_in_headless_chromium() {
+    let (gw, good, refused, _files) = gateway_with_tasks().await;
+    gw.wait_for_status(&format!("{}/service/{good}/", gw.router_url), 200, T).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = gw.status_url("/");
+    let profile = tempfile::tempdir().unwrap();
+    let common_args = |cmd: &mut tokio::process::Command| {
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut dump = tokio::process::Command::new(chromium());
+    common_args(&mut dump);
+    let out = dump.args(["--dump-dom", &url]).output().await.unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dom.contains("Application Gateway"), "{dom}");
+    assert!(dom.contains("id=\"router-name\">test<"), "{dom}");
+    assert!(dom.contains(&format!("{}/service/{good}/", gw.router_url)));
+    assert!(
+        dom.contains(&refused) && dom.contains("link-local"),
+        "the refused task and its reason are shown"
+    );
+    assert!(dom.contains("models") && dom.contains("Routing") && dom.contains("Not In Use"), "{dom}");
+    // The hostile task name is text, not markup.
+    assert!(dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; notebook"), "{dom}");
+    assert!(!dom.contains("<script>alert"), "{dom}");
+
+    let artifacts = gateway_testkit::paths::repo_root().join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let mut screenshot = tokio::process::Command::new(chromium());
+    common_args(&mut screenshot);
+    let out = screenshot
+        .arg(format!("--screenshot={}", shot.display()))
+        .args(["--window-size=1280,1000", "--hide-scrollbars", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());
+}
+
+/// An agent in the task network, simulated: picks queued tasks from `queue`, runs an app that
+/// serves what the real test script serves, and asks for an endpoint the way the SDK does.
+fn simulated_agent(emulator: EmulatorHandle, queue: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let queued: Vec<String> = emulator
+                .tasks()
+                .into_iter()
+                .filter(|t| t["status"] == "queued" && t["execution"]["queue"] == queue.as_str())
+                .filter_map(|t| t["id"].as_str().map(str::to_owned))
+                .collect();
+            for id in queued {
+                let app = sample_app(&clearml_router::selftest::marker(&id)).await;
+                emulator.update_task(&id, |t| {
+                    t["status"] = json!("in_progress");
+                    t["last_worker"] = json!("sim-agent:0");
+                    t["runtime"] =
+                        json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "127.0.0.1", "_PORT": app.port()});
+                    t["system_tags"] = json!(["gateway-self-test", "external_service"]);
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+async fn run_test_command(gw: &Gateway, queue: &str, pickup: &str) -> (bool, String) {
+    let out = tokio::process::Command::new(gateway_testkit::paths::router_bin())
+        .args(["test", "--queue", queue, "--pickup-timeout", pickup])
+        .env_clear()
+        .envs(gw.router_env())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn self_test_passes_with_an_agent_and_fails_clearly_without() {
+    let gw = Gateway::start(Options::default()).await;
+    let served = gw.emulator.create_queue("gateway-test");
+    let _idle = gw.emulator.create_queue("nobody-serves-this");
+    let agent = simulated_agent(gw.emulator.clone(), served);
+    // Wait for the router's status server.
+    let deadline = tokio::time::Instant::now() + T;
+    while http_client().get(gw.status_url("/healthz")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (passed, out) = run_test_command(&gw, "gateway-test", "20").await;
+    assert!(passed, "{out}");
+    assert!(out.contains("status:           passed"), "{out}");
+    assert!(out.contains("worker:           sim-agent:0"), "{out}");
+    assert!(out.contains(&format!("endpoint:         {}/service/", gw.router_url)), "{out}");
+    assert!(out.contains("removed the test task"), "{out}");
+    let report = get_json(&gw.status_url("/api/self-test")).await;
+    assert_eq!(report["status"], "passed");
+    let task_id = report["task_id"].as_str().unwrap();
+    assert!(gw.emulator.task(task_id).is_none(), "the test task is cleaned up");
+
+    let (passed, out) = run_test_command(&gw, "nobody-serves-this", "2").await;
+    assert!(!passed, "{out}");
+    assert!(out.contains("status:           failed"), "{out}");
+    assert!(out.contains("no agent picked up the test task"), "{out}");
+    assert!(out.contains("is a clearml-agent serving queue \"nobody-serves-this\"?"), "{out}");
+
+    let (passed, out) = run_test_command(&gw, "no-such-queue", "2").await;
+    assert!(!passed);
+    assert!(out.contains("queue \"no-such-queue\" does not exist"), "{out}");
+    agent.abort();
+}

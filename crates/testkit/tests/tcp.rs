@@ -1,0 +1,237 @@
+//! TCP endpoints: ports from TCP_PORT_START..TCP_PORT_END on the proxy (nginx stream), forwarded to
+//! the task; write-back for the real SDK and clearml-session; stable ports; graceful reloads.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clearml_emulator::NewTask;
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const T: Duration = Duration::from_secs(20);
+
+/// A block of `n` consecutive free ports.
+fn free_block(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + rand::random::<u16>() % 30_000;
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
+
+async fn tcp_gateway(ports: u16) -> (Gateway, u16) {
+    let base = free_block(ports);
+    let env = vec![
+        ("TCP_ROUTER_ADDRESS", "localhost".to_owned()),
+        ("TCP_PORT_START", base.to_string()),
+        ("TCP_PORT_END", (base + ports - 1).to_string()),
+    ];
+    (Gateway::start(Options { env, ..Default::default() }).await, base)
+}
+
+async fn echo_app() -> SocketAddr {
+    gateway_testkit::sample_apps::start_tcp_echo("127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+/// A connected client that checks every round trip through the proxy.
+async fn round_trip(stream: &mut TcpStream, text: &str) {
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; text.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(String::from_utf8(buf).unwrap(), text);
+}
+
+/// clearml-session style: the keys written directly, no `upstream_task_port`.
+fn session_task(gw: &Gateway, name: &str, target: SocketAddr) -> String {
+    gw.emulator.create_task(NewTask {
+        name: name.into(),
+        status: "in_progress".into(),
+        runtime: json!({"_SERVICE": "EXTERNAL_TCP", "external_address": target.ip().to_string(), "external_tcp_port": target.port()}),
+        system_tags: vec!["external_service".into()],
+        ..Default::default()
+    })
+}
+
+async fn published_port(gw: &Gateway, task: &str, suffix: &str) -> u16 {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let runtime = gw.runtime(task);
+        if runtime[format!("external_address{suffix}")] == "localhost" {
+            return runtime[format!("external_tcp_port{suffix}")].as_u64().unwrap() as u16;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no TCP port published on {task}\n{}",
+            gw.router_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn connect(port: u16) -> TcpStream {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)).await {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "proxy never listened on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sdk_tcp_endpoint_is_published_and_forwards() {
+    let (gw, base) = tcp_gateway(4).await;
+    let app = echo_app().await;
+    let task = gw.emulator.create_task(NewTask {
+        name: "ssh".into(),
+        status: "in_progress".into(),
+        ..Default::default()
+    });
+    let port = app.port().to_string();
+    let out = run_sdk_script(
+        &gw.emulator,
+        "request_endpoint.py",
+        &[&task, "--port", &port, "--protocol", "tcp", "--name", "ssh"],
+    )
+    .await;
+    assert!(out.contains("SDK_RESULT="), "{out}");
+
+    let listen = published_port(&gw, &task, "__ssh").await;
+    assert!((base..base + 4).contains(&listen), "{listen} outside the range");
+    let runtime = gw.runtime(&task);
+    assert_eq!(runtime["_ROUTER_TARGET_ADDRESS__ssh"], "127.0.0.1", "{runtime}");
+    assert_eq!(runtime["_ROUTER_TARGET_PORT__ssh"], app.port());
+    assert_eq!(runtime["upstream_task_port__ssh"], app.port(), "the SDK's key is kept");
+
+    // What the SDK reports once the router answered (its tcp wait returns at once, see README).
+    let out = run_sdk_script(
+        &gw.emulator,
+        "request_endpoint.py",
+        &[&task, "--protocol", "tcp", "--name", "ssh", "--wait-only"],
+    )
+    .await;
+    let line = out.lines().find_map(|l| l.strip_prefix("SDK_RESULT=")).unwrap();
+    let reply: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(reply["result"]["endpoint"], format!("localhost:{listen}"), "{reply}");
+
+    let mut stream = connect(listen).await;
+    round_trip(&mut stream, "SSH-2.0-test\r\n").await;
+
+    // The task stops: the port is released and the task's own keys are put back.
+    gw.emulator.set_status(&task, "stopped");
+    let deadline = tokio::time::Instant::now() + T;
+    while gw.runtime(&task).get("_ROUTER_TARGET_ADDRESS__ssh").is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "keys not restored\n{}", gw.router_log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let runtime = gw.runtime(&task);
+    assert_eq!(runtime["external_address__ssh"], "127.0.0.1");
+    assert_eq!(runtime["external_tcp_port__ssh"], app.port());
+    let deadline = tokio::time::Instant::now() + T;
+    while TcpStream::connect(("127.0.0.1", listen)).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "port {listen} still open after the task stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_connection_survives_other_tcp_routes_coming_and_going() {
+    let (mut gw, _) = tcp_gateway(4).await;
+    let (app_a, app_b) = (echo_app().await, echo_app().await);
+    let a = session_task(&gw, "session-a", app_a);
+    let port_a = published_port(&gw, &a, "").await;
+    let mut long_lived = connect(port_a).await;
+    round_trip(&mut long_lived, "before").await;
+    let reloads_before = gw.nginx_reloads();
+
+    let b = session_task(&gw, "session-b", app_b);
+    let port_b = published_port(&gw, &b, "").await;
+    assert_ne!(port_a, port_b);
+    let mut other = connect(port_b).await;
+    round_trip(&mut other, "b").await;
+    round_trip(&mut long_lived, "after b was added").await;
+    gw.emulator.set_status(&b, "stopped");
+    let deadline = tokio::time::Instant::now() + T;
+    while gw.runtime(&b).get("_ROUTER_TARGET_ADDRESS").is_some() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    round_trip(&mut long_lived, "after b was removed").await;
+    let reloads = gw.nginx_reloads() - reloads_before;
+    assert_eq!(reloads, 2, "one graceful reload to add b, one to remove it");
+
+    // A restarted router keeps the same port, also when its own record on disk is gone.
+    gw.stop_router().await;
+    std::fs::remove_file(gw.dir.path().join("lua/routes.json")).unwrap();
+    gw.start_router();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(published_port(&gw, &a, "").await, port_a);
+    let conf = std::fs::read_to_string(gw.dir.path().join("conf.d/clearml-router.stream")).unwrap();
+    assert!(conf.contains(&format!("listen {port_a};")), "{conf}");
+    round_trip(&mut long_lived, "after the router restarted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_exhausted_range_refuses_only_the_extra_task() {
+    let (gw, base) = tcp_gateway(2).await;
+    let app = echo_app().await;
+    let tasks: Vec<String> = (0..3).map(|i| session_task(&gw, &format!("s{i}"), app)).collect();
+    let published = |gw: &Gateway| -> Vec<String> {
+        tasks.iter().filter(|t| gw.runtime(t)["external_address"] == "localhost").cloned().collect()
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    while published(&gw).len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", gw.router_log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let served = published(&gw);
+    assert_eq!(served.len(), 2, "only two ports in the range");
+    let mut ports: Vec<u16> =
+        served.iter().map(|t| gw.runtime(t)["external_tcp_port"].as_u64().unwrap() as u16).collect();
+    ports.sort();
+    assert_eq!(ports, vec![base, base + 1]);
+    let refused = tasks.iter().find(|t| !served.contains(t)).unwrap();
+    let log = gw.router_log();
+    assert!(log.contains(&format!("task {refused} endpoint (default): no free TCP port")), "{log}");
+    for task in &served {
+        round_trip(&mut connect(gw.runtime(task)["external_tcp_port"].as_u64().unwrap() as u16).await, "ok")
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn bad_port_ranges_fail_at_start_with_the_fix() {
+    for (start, end, expected) in
+        [("10100", "10000", "inverted"), ("8000", "8100", "ROUTER__WEBSERVER__SERVER_PORT=8080")]
+    {
+        let out = tokio::process::Command::new(gateway_testkit::paths::router_bin())
+            .env_clear()
+            .env("ROUTER_URL", "http://gw:8080")
+            .env("CLEARML_API_HOST", "http://clearml:8008")
+            .env("CLEARML_API_ACCESS_KEY", "a")
+            .env("CLEARML_API_SECRET_KEY", "b")
+            .env("TCP_PORT_START", start)
+            .env("TCP_PORT_END", end)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("TCP_PORT_START") && stderr.contains(expected) && stderr.contains("fix:"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
