@@ -153,7 +153,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         probe: clearml_router::apply::probe::ProxyProbe::new(settings.proxy.control_port.get()),
         self_test: Some(std::sync::Arc::new(SelfTest {
             client: app::clearml_client(&settings)?,
-            status: router.status(),
+            publish: {
+                let status = router.status();
+                std::sync::Arc::new(move |report| status.set_self_test(report))
+            },
             router_name: settings.router_name.clone(),
             pickup_timeout: std::time::Duration::from_secs(120),
             route_timeout: std::time::Duration::from_secs(60),

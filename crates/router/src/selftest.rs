@@ -4,12 +4,33 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::queue_pattern_regex;
-use crate::status::state::{SelfTestReport, SharedStatus};
 use clearml_api::ClearmlClient;
 use gateway_core::time::rfc3339;
+
+/// The latest self-test, as the settings page of the enterprise gateway shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SelfTestReport {
+    pub status: String,
+    pub message: String,
+    pub reason: Option<String>,
+    pub started: Option<String>,
+    pub completed: Option<String>,
+    pub run_time_seconds: Option<f64>,
+    pub queue: String,
+    pub worker: Option<String>,
+    pub task_name: String,
+    pub task_id: Option<String>,
+    pub browser_endpoint: Option<String>,
+    pub endpoint: Option<String>,
+    pub log: Vec<String>,
+}
+
+/// Where a report goes as it changes (the status page shows the running test).
+pub type ReportSink = std::sync::Arc<dyn Fn(SelfTestReport) + Send + Sync>;
 
 /// What the test task serves, so the check knows it reached that task and not something else.
 pub fn marker(task_id: &str) -> String {
@@ -41,7 +62,8 @@ while True:
 
 pub struct SelfTest {
     pub client: ClearmlClient,
-    pub status: SharedStatus,
+    /// Receives the report when the test starts and when it ends.
+    pub publish: ReportSink,
     pub router_name: String,
     /// How long an agent may take to pick the task up.
     pub pickup_timeout: Duration,
@@ -86,7 +108,7 @@ impl SelfTest {
             },
             started: Instant::now(),
         };
-        self.status.set_self_test(run.report.clone());
+        (self.publish)(run.report.clone());
         let report = match self.create_and_enqueue(&mut run, queue, &task_name).await {
             Err(reason) => run.finish(false, "could not start the test task", Some(reason)),
             Ok(task_id) => {
@@ -99,7 +121,7 @@ impl SelfTest {
                 }
             }
         };
-        self.status.set_self_test(report.clone());
+        (self.publish)(report.clone());
         report
     }
 

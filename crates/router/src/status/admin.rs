@@ -15,8 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::server::StatusServer;
-use super::state::StaticRouteView;
+use super::state::{SharedStatus, StaticRouteView};
 use crate::static_files::save_file;
 use gateway_core::model::TargetPolicy;
 use gateway_core::static_routes::{load_file, RawRoute, StaticRoute};
@@ -34,12 +33,21 @@ impl StaticAdmin {
     }
 }
 
-pub fn routes() -> Router<StatusServer> {
+/// What the admin API's handlers share: the routes file (`None`: not configured) and the
+/// router's status (what the proxy serves for each route now).
+#[derive(Clone)]
+pub struct AdminState {
+    pub static_admin: Option<Arc<StaticAdmin>>,
+    pub status: SharedStatus,
+}
+
+pub fn routes(state: AdminState) -> Router {
     Router::new()
         .route("/api/static-routes", get(list).post(add))
         .route("/api/static-routes/:name", get(show).put(edit).delete(remove))
         .route("/api/static-routes/:name/enable", post(enable))
         .route("/api/static-routes/:name/disable", post(disable))
+        .with_state(state)
 }
 
 /// A refused request: status and a one-line message (`{"error": ...}`).
@@ -76,7 +84,7 @@ fn view(route: &StaticRoute, applied: Option<&StaticRouteView>) -> Value {
     v
 }
 
-async fn list(State(server): State<StatusServer>) -> Response {
+async fn list(State(server): State<AdminState>) -> Response {
     let Some(admin) = server.static_admin.clone() else { return not_configured() };
     let status = server.status.snapshot();
     match load_file(&admin.path, &admin.policy) {
@@ -91,7 +99,7 @@ async fn list(State(server): State<StatusServer>) -> Response {
     }
 }
 
-async fn show(State(server): State<StatusServer>, Path(name): Path<String>) -> Response {
+async fn show(State(server): State<AdminState>, Path(name): Path<String>) -> Response {
     let Some(admin) = server.static_admin.clone() else { return not_configured() };
     let status = server.status.snapshot();
     match load_file(&admin.path, &admin.policy) {
@@ -119,7 +127,7 @@ fn who(headers: &HeaderMap) -> String {
 
 /// Loads the file, applies `change` to its routes, validates the result and writes it back.
 async fn change(
-    server: &StatusServer,
+    server: &AdminState,
     status_ok: StatusCode,
     change: impl FnOnce(&mut Vec<RawRoute>) -> Result<String, Refused>,
 ) -> Response {
@@ -162,7 +170,7 @@ fn find<'a>(routes: &'a mut [RawRoute], name: &str) -> Result<&'a mut RawRoute, 
 }
 
 async fn add(
-    State(server): State<StatusServer>,
+    State(server): State<AdminState>,
     headers: HeaderMap,
     Json(mut route): Json<RawRoute>,
 ) -> Response {
@@ -186,7 +194,7 @@ async fn add(
 }
 
 async fn edit(
-    State(server): State<StatusServer>,
+    State(server): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     Json(mut route): Json<RawRoute>,
@@ -215,7 +223,7 @@ async fn edit(
     .await
 }
 
-async fn set_enabled(server: StatusServer, name: String, headers: HeaderMap, enabled: bool) -> Response {
+async fn set_enabled(server: AdminState, name: String, headers: HeaderMap, enabled: bool) -> Response {
     let by = who(&headers);
     change(&server, StatusCode::OK, move |routes| {
         let existing = find(routes, &name)?;
@@ -229,23 +237,15 @@ async fn set_enabled(server: StatusServer, name: String, headers: HeaderMap, ena
     .await
 }
 
-async fn enable(
-    State(server): State<StatusServer>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn enable(State(server): State<AdminState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     set_enabled(server, name, headers, true).await
 }
 
-async fn disable(
-    State(server): State<StatusServer>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn disable(State(server): State<AdminState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     set_enabled(server, name, headers, false).await
 }
 
-async fn remove(State(server): State<StatusServer>, Path(name): Path<String>) -> Response {
+async fn remove(State(server): State<AdminState>, Path(name): Path<String>) -> Response {
     change(&server, StatusCode::OK, move |routes| {
         find(routes, &name)?;
         routes.retain(|r| r.name != name);

@@ -31,6 +31,8 @@ pub struct StatusServer {
 
 impl StatusServer {
     pub fn router(self) -> Router {
+        let admin =
+            super::admin::AdminState { static_admin: self.static_admin.clone(), status: self.status.clone() };
         Router::new()
             .route("/", get(page))
             .route("/api/status", get(status_json))
@@ -38,8 +40,8 @@ impl StatusServer {
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready))
-            .merge(super::admin::routes())
             .with_state(self)
+            .merge(super::admin::routes(admin))
     }
 
     /// Binds and serves until the process ends. Binding errors are returned (a clear startup error).

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::selftest::SelfTestReport;
 use gateway_core::table::{Refusal, RouteTable};
 use gateway_core::time::rfc3339;
 
@@ -91,24 +92,6 @@ pub struct TcpRouteView {
     pub task_id: String,
     pub task_name: String,
     pub task_link: String,
-}
-
-/// The latest self-test, as the settings page of the enterprise gateway shows it.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct SelfTestReport {
-    pub status: String,
-    pub message: String,
-    pub reason: Option<String>,
-    pub started: Option<String>,
-    pub completed: Option<String>,
-    pub run_time_seconds: Option<f64>,
-    pub queue: String,
-    pub worker: Option<String>,
-    pub task_name: String,
-    pub task_id: Option<String>,
-    pub browser_endpoint: Option<String>,
-    pub endpoint: Option<String>,
-    pub log: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
