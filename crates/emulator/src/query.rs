@@ -1,6 +1,10 @@
-//! `*.get_all` semantics over JSON documents: filters, ordering, paging and `only_fields`.
+//! `*.get_all` semantics over JSON documents: filters, ordering, paging and `only_fields`, as
+//! clearml-server applies them (`apiserver/database/model/base.py`): every answer is capped at
+//! `max_page_size` (500) documents, also when no paging is asked for; `page` + `page_size` or
+//! `size` + `scroll_id` page through; date fields take `">=<iso>"`-style conditions.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -8,7 +12,27 @@ use serde_json::{Map, Value};
 use super::envelope::ApiError;
 
 /// Keys that shape the answer rather than filter documents.
-const CONTROL_KEYS: &[&str] = &["only_fields", "page", "page_size", "order_by"];
+const CONTROL_KEYS: &[&str] =
+    &["only_fields", "page", "page_size", "order_by", "size", "scroll_id", "refresh_scroll"];
+
+/// The open-source server's `services._mongo.max_page_size`: no answer holds more documents.
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// Date fields filtered by conditions (`">=2026-11-29T10:00:00"`, `["from", "to"]`).
+const DATE_FIELDS: &[&str] = &["last_update", "last_change", "status_changed"];
+
+/// Positions of open scrolls (`scroll_id` -> documents already returned), as the server keeps
+/// them in Redis.
+#[derive(Debug, Default)]
+pub struct Scrolls {
+    positions: HashMap<String, usize>,
+}
+
+/// One page of a `get_all`, and the scroll to continue with when the caller scrolls.
+pub struct Page {
+    pub docs: Vec<Value>,
+    pub scroll_id: Option<String>,
+}
 
 /// Filters documents by `query`. Understood: `name` (regex search), `tags`/`system_tags`
 /// (any listed tag matches, `-tag` excludes), any key in `fields` or any dotted path (value, or
@@ -19,24 +43,60 @@ pub fn get_all<'a>(
     query: &Map<String, Value>,
     fields: &[&str],
 ) -> Result<Vec<Value>, ApiError> {
+    Ok(get_page(docs, query, fields, &mut Scrolls::default())?.docs)
+}
+
+/// [`get_all`] with scrolling: `size` + `scroll_id` continue where the scroll left off.
+pub fn get_page<'a>(
+    docs: impl Iterator<Item = &'a Value>,
+    query: &Map<String, Value>,
+    fields: &[&str],
+    scrolls: &mut Scrolls,
+) -> Result<Page, ApiError> {
     let filters = parse_filters(query, fields)?;
     let mut selected: Vec<&Value> = docs.filter(|doc| filters.iter().all(|f| f.matches(doc))).collect();
     sort(&mut selected, query.get("order_by"));
-    let paged = page(selected, query)?;
+    let (skip, take, scroll_id) = window(query, scrolls)?;
     let only_fields = string_list(query.get("only_fields"));
-    Ok(paged.into_iter().map(|doc| project(doc, &only_fields)).collect())
+    let docs: Vec<Value> =
+        selected.into_iter().skip(skip).take(take).map(|doc| project(doc, &only_fields)).collect();
+    if let Some(id) = &scroll_id {
+        scrolls.positions.insert(id.clone(), skip + docs.len());
+    }
+    Ok(Page { docs, scroll_id })
 }
 
 enum Filter {
     Pattern(Regex),
-    Tags { field: String, include: Vec<String>, exclude: Vec<String> },
-    AnyOf { path: String, values: Vec<Value> },
+    /// A date field against `(operator, normalised date)` conditions, all of which must hold.
+    Dates {
+        field: String,
+        conditions: Vec<(Ordering, bool, String)>,
+    },
+    Tags {
+        field: String,
+        include: Vec<String>,
+        exclude: Vec<String>,
+    },
+    AnyOf {
+        path: String,
+        values: Vec<Value>,
+    },
 }
 
 impl Filter {
     fn matches(&self, doc: &Value) -> bool {
         match self {
             Filter::Pattern(re) => doc["name"].as_str().is_some_and(|n| re.is_match(n)),
+            Filter::Dates { field, conditions } => {
+                let Some(value) = doc.get(field.as_str()).and_then(Value::as_str).map(normalise_date) else {
+                    return false;
+                };
+                conditions.iter().all(|(wanted, or_equal, bound)| {
+                    let ord = value.as_str().cmp(bound.as_str());
+                    ord == *wanted || (*or_equal && ord == Ordering::Equal)
+                })
+            }
             Filter::Tags { field, include, exclude } => {
                 let tags = string_list(doc.get(field.as_str()));
                 (include.is_empty() || tags.iter().any(|t| include.contains(t)))
@@ -63,6 +123,8 @@ fn parse_filters(query: &Map<String, Value>, fields: &[&str]) -> Result<Vec<Filt
             let re = Regex::new(pattern)
                 .map_err(|err| ApiError::bad_request(21, format!("Malformed regular expression: {err}")))?;
             filters.push(Filter::Pattern(re));
+        } else if DATE_FIELDS.contains(&key.as_str()) {
+            filters.push(Filter::Dates { field: key.clone(), conditions: date_conditions(key, value)? });
         } else if key == "tags" || key == "system_tags" {
             let (exclude, include): (Vec<String>, Vec<String>) =
                 string_list(Some(value)).into_iter().partition(|t| t.starts_with('-'));
@@ -134,7 +196,13 @@ fn compare(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     }
 }
 
-fn page<'a>(docs: Vec<&'a Value>, query: &Map<String, Value>) -> Result<Vec<&'a Value>, ApiError> {
+/// `(skip, take, scroll id)` for the query, with the server's rules: `scroll_id` (present, even
+/// null) scrolls by `size` (required, >= 1); otherwise `page` * `page_size`, where `page_size`
+/// defaults to and is capped at [`MAX_PAGE_SIZE`].
+fn window(
+    query: &Map<String, Value>,
+    scrolls: &mut Scrolls,
+) -> Result<(usize, usize, Option<String>), ApiError> {
     let number = |key: &str| -> Result<Option<usize>, ApiError> {
         match query.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -144,11 +212,85 @@ fn page<'a>(docs: Vec<&'a Value>, query: &Map<String, Value>) -> Result<Vec<&'a 
                 .ok_or_else(|| ApiError::validation(format!("{key} must be a non-negative integer"))),
         }
     };
-    let Some(size) = number("page_size")? else {
-        return Ok(docs);
+    if query.contains_key("scroll_id") {
+        let size = number("size")?.filter(|s| *s >= 1).ok_or_else(|| {
+            ApiError::validation(
+                "Integer size parameter greater than 1 should be provided when working with scroll",
+            )
+        })?;
+        let id = match query.get("scroll_id").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+            Some(id) => id.to_owned(),
+            None => super::ids::new_id(),
+        };
+        let position = scrolls.positions.get(&id).copied().unwrap_or(0);
+        if query.get("refresh_scroll").and_then(Value::as_bool).unwrap_or(false) {
+            return Ok((0, position.max(size), Some(id)));
+        }
+        return Ok((position, size, Some(id)));
+    }
+    let size = match number("page_size")? {
+        Some(0) => return Err(ApiError::validation("page_size must be >0")),
+        Some(size) => size.min(MAX_PAGE_SIZE),
+        None => MAX_PAGE_SIZE,
     };
     let skip = number("page")?.unwrap_or(0).saturating_mul(size);
-    Ok(docs.into_iter().skip(skip).take(size).collect())
+    Ok((skip, size, None))
+}
+
+/// Conditions of a date filter: `">=<date>"` strings (`>`, `>=`, `<`, `<=`; a bare date is
+/// equality), or a two-item `[from, to]` range, both ends included.
+fn date_conditions(field: &str, value: &Value) -> Result<Vec<(Ordering, bool, String)>, ApiError> {
+    let items = match value {
+        Value::Array(items) => items.clone(),
+        single => vec![single.clone()],
+    };
+    let as_str = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::validation(format!("{field}: dates must be strings")))
+    };
+    let has_operator = |v: &Value| v.as_str().is_some_and(|s| s.starts_with(['<', '>']));
+    if items.len() == 2 && !items.iter().any(has_operator) {
+        let mut out = Vec::new();
+        if !items[0].is_null() {
+            out.push((Ordering::Greater, true, normalise_date(&as_str(&items[0])?)));
+        }
+        if !items[1].is_null() {
+            out.push((Ordering::Less, true, normalise_date(&as_str(&items[1])?)));
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    for item in &items {
+        let text = as_str(item)?;
+        let (wanted, or_equal, rest) = if let Some(rest) = text.strip_prefix(">=") {
+            (Ordering::Greater, true, rest)
+        } else if let Some(rest) = text.strip_prefix("<=") {
+            (Ordering::Less, true, rest)
+        } else if let Some(rest) = text.strip_prefix('>') {
+            (Ordering::Greater, false, rest)
+        } else if let Some(rest) = text.strip_prefix('<') {
+            (Ordering::Less, false, rest)
+        } else {
+            (Ordering::Equal, true, text.as_str())
+        };
+        out.push((wanted, or_equal, normalise_date(rest)));
+    }
+    Ok(out)
+}
+
+/// A UTC date as `YYYY-MM-DDTHH:MM:SS.ffffff`, so that dates compare as strings: the zone suffix
+/// (`+00:00`, `Z`) is dropped, a space separator becomes `T`, and missing parts are zero.
+fn normalise_date(raw: &str) -> String {
+    let trimmed = raw.trim().trim_end_matches('Z').trim_end_matches("+00:00").replacen(' ', "T", 1);
+    let (main, fraction) = trimmed.split_once('.').unwrap_or((trimmed.as_str(), ""));
+    let template = "0000-01-01T00:00:00";
+    let main = if main.len() < template.len() {
+        format!("{main}{}", &template[main.len()..])
+    } else {
+        main.to_owned()
+    };
+    format!("{main}.{:0<6}", &fraction[..fraction.len().min(6)])
 }
 
 /// `only_fields` projection: dotted paths are copied with their nesting, `-path` removes a
@@ -251,6 +393,7 @@ mod tests {
         assert_eq!(ids(json!({"order_by": ["-last_update"]})), ["t2", "t1", "t3"]);
         assert_eq!(ids(json!({"order_by": ["last_update"], "page": 1, "page_size": 2})), ["t2"]);
         assert_eq!(ids(json!({"page_size": 2})), ["t1", "t2"]);
+        assert!(get_all(docs().iter(), json!({"page_size": 0}).as_object().unwrap(), &[]).is_err());
     }
 
     #[test]
@@ -274,5 +417,49 @@ mod tests {
         let query = json!({"name": "("});
         let err = get_all(docs().iter(), query.as_object().unwrap(), FIELDS).unwrap_err();
         assert_eq!((err.code, err.subcode), (400, 21));
+    }
+
+    #[test]
+    fn every_answer_is_capped_and_scrolls_continue() {
+        let many: Vec<Value> = (0..1_201).map(|i| json!({"id": format!("t{i:04}")})).collect();
+        let query = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(get_all(many.iter(), &query(json!({})), &[]).unwrap().len(), MAX_PAGE_SIZE);
+        assert_eq!(
+            get_all(many.iter(), &query(json!({"page_size": 2000})), &[]).unwrap().len(),
+            MAX_PAGE_SIZE
+        );
+        let third = get_all(many.iter(), &query(json!({"page": 2, "page_size": 500})), &[]).unwrap();
+        assert_eq!(third.len(), 201);
+        let mut scrolls = Scrolls::default();
+        let first = get_page(many.iter(), &query(json!({"scroll_id": null, "size": 700})), &[], &mut scrolls)
+            .unwrap();
+        let id = first.scroll_id.clone().unwrap();
+        assert_eq!(first.docs.len(), 700, "a scroll's size is not capped by max_page_size");
+        let next =
+            get_page(many.iter(), &query(json!({"scroll_id": id, "size": 700})), &[], &mut scrolls).unwrap();
+        assert_eq!(next.docs.len(), 501);
+        assert_eq!(next.docs[0]["id"], "t0700");
+        let missing_size = get_page(many.iter(), &query(json!({"scroll_id": null})), &[], &mut scrolls);
+        assert!(missing_size.is_err());
+    }
+
+    #[test]
+    fn date_fields_take_conditions_and_ranges() {
+        let docs = [
+            json!({"id": "a", "last_update": "2026-11-29T10:00:00.000000+00:00"}),
+            json!({"id": "b", "last_update": "2026-11-29T10:00:05.500000+00:00"}),
+            json!({"id": "c"}),
+        ];
+        let ids = |v: Value| -> Vec<String> {
+            get_all(docs.iter(), v.as_object().unwrap(), &[])
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(ids(json!({"last_update": ">=2026-11-29T10:00:00"})), ["a", "b"]);
+        assert_eq!(ids(json!({"last_update": ">2026-11-29T10:00:00"})), ["b"]);
+        assert_eq!(ids(json!({"last_update": ["<2026-11-29T10:00:05", ">=2026-11-29T09:00:00"]})), ["a"]);
+        assert_eq!(ids(json!({"last_update": ["2026-11-29T10:00:01", null]})), ["b"]);
     }
 }

@@ -25,6 +25,8 @@ pub struct State {
     pub faults: FaultQueue,
     pub stats: CallStats,
     pub calls: CallLog,
+    /// Open `tasks.get_all` scrolls.
+    pub scrolls: super::query::Scrolls,
 }
 
 impl State {
@@ -39,6 +41,7 @@ impl State {
             faults: FaultQueue::default(),
             stats: CallStats::default(),
             calls: CallLog::default(),
+            scrolls: Default::default(),
         }
     }
 

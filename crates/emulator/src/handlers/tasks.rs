@@ -35,7 +35,11 @@ pub fn get_by_id(state: &mut State, caller: &Identity, body: &Map<String, Value>
 
 pub fn get_all(state: &mut State, caller: &Identity, body: &Map<String, Value>) -> Result<Value, ApiError> {
     let own = state.tasks.values().filter(|doc| doc["company"] == caller.company.as_str());
-    Ok(json!({ "tasks": query::get_all(own, body, FILTER_FIELDS)? }))
+    let page = query::get_page(own, body, FILTER_FIELDS, &mut state.scrolls)?;
+    Ok(match page.scroll_id {
+        Some(scroll_id) => json!({ "tasks": page.docs, "scroll_id": scroll_id }),
+        None => json!({ "tasks": page.docs }),
+    })
 }
 
 pub fn edit(state: &mut State, caller: &Identity, body: &Map<String, Value>) -> Result<Value, ApiError> {
