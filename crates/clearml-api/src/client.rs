@@ -18,6 +18,9 @@ pub struct Credentials {
     pub secret_key: Secret,
 }
 
+/// Tasks per `tasks.get_all` page: the open-source server's `max_page_size`, its largest answer.
+pub const POLL_PAGE_SIZE: usize = 500;
+
 /// What one poll asks for: in-progress tasks tagged `external_service`, optionally on some queues.
 #[derive(Clone, Debug, Default)]
 pub struct TaskQuery {
@@ -57,18 +60,39 @@ impl ClearmlClient {
         })
     }
 
-    /// In-progress tasks that asked for an endpoint (server-side filters, projected fields).
+    /// In-progress tasks that asked for an endpoint (server-side filters, projected fields), every
+    /// page of them: the server caps each answer at [`POLL_PAGE_SIZE`], so the poll pages in a
+    /// stable order (by id) until a short page. A task seen twice (the set shifted between two
+    /// pages) is kept once; one that shifted out is seen at the next poll.
     pub async fn tasks_requesting_endpoints(&self, query: &TaskQuery) -> Result<Vec<Value>, ApiError> {
-        let mut body = json!({
-            "status": ["in_progress"],
-            "system_tags": [gateway_core::task::EXTERNAL_SERVICE_TAG],
-            "only_fields": TASK_FIELDS,
-        });
-        if let Some(ids) = &query.queue_ids {
-            body["execution.queue"] = json!(ids);
+        let mut tasks: Vec<Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for page in 0.. {
+            let mut body = json!({
+                "status": ["in_progress"],
+                "system_tags": [gateway_core::task::EXTERNAL_SERVICE_TAG],
+                "only_fields": TASK_FIELDS,
+                "order_by": ["id"],
+                "page": page,
+                "page_size": POLL_PAGE_SIZE,
+            });
+            if let Some(ids) = &query.queue_ids {
+                body["execution.queue"] = json!(ids);
+            }
+            let data = self.call("tasks.get_all", body).await?;
+            let batch = list_field(data, "tasks", "tasks.get_all")?;
+            let short = batch.len() < POLL_PAGE_SIZE;
+            for task in batch {
+                let id = task.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                if seen.insert(id) {
+                    tasks.push(task);
+                }
+            }
+            if short {
+                break;
+            }
         }
-        let data = self.call("tasks.get_all", body).await?;
-        list_field(data, "tasks", "tasks.get_all")
+        Ok(tasks)
     }
 
     /// One task by id, freshly read (for read-modify-write).
