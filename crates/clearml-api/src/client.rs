@@ -60,22 +60,29 @@ impl ClearmlClient {
         })
     }
 
-    /// In-progress tasks that asked for an endpoint (server-side filters, projected fields), every
-    /// page of them: the server caps each answer at [`POLL_PAGE_SIZE`], so the poll pages in a
-    /// stable order (by id) until a short page. A task seen twice (the set shifted between two
-    /// pages) is kept once; one that shifted out is seen at the next poll.
+    /// In-progress tasks that asked for an endpoint (server-side filters, projected fields).
     pub async fn tasks_requesting_endpoints(&self, query: &TaskQuery) -> Result<Vec<Value>, ApiError> {
+        self.endpoint_tasks(query, json!({ "status": ["in_progress"] })).await
+    }
+
+    /// Tasks tagged `external_service` that also match `filters` (a JSON object of `tasks.get_all`
+    /// filters), every page of them: the server caps each answer at [`POLL_PAGE_SIZE`], so this
+    /// pages in a stable order (by id) until a short page. A task seen twice (the set shifted
+    /// between two pages) is kept once; one that shifted out is seen at the next poll.
+    pub async fn endpoint_tasks(&self, query: &TaskQuery, filters: Value) -> Result<Vec<Value>, ApiError> {
         let mut tasks: Vec<Value> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for page in 0.. {
             let mut body = json!({
-                "status": ["in_progress"],
                 "system_tags": [gateway_core::task::EXTERNAL_SERVICE_TAG],
                 "only_fields": TASK_FIELDS,
                 "order_by": ["id"],
                 "page": page,
                 "page_size": POLL_PAGE_SIZE,
             });
+            if let (Some(body), Value::Object(filters)) = (body.as_object_mut(), &filters) {
+                body.extend(filters.clone());
+            }
             if let Some(ids) = &query.queue_ids {
                 body["execution.queue"] = json!(ids);
             }

@@ -4,10 +4,12 @@ mod client;
 mod error;
 mod metrics;
 mod token;
+mod watch;
 
 pub use client::{ClearmlClient, Credentials, TaskQuery};
 pub use error::ApiError;
 pub use metrics::{ApiMetrics, CallStats};
+pub use watch::{PollCost, TaskWatch};
 
 /// Fields the router reads from each task (`only_fields` keeps polls small).
 pub const TASK_FIELDS: &[&str] =
