@@ -3,6 +3,8 @@
 //! good files stay (or are put back) and the error says why.
 
 pub mod docker;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod files;
 pub mod filewatch;
 pub mod probe;
@@ -358,3 +360,6 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
 fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
+
+#[cfg(test)]
+mod tests;
