@@ -387,3 +387,6 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
         self.last_refusals = current;
     }
 }
+
+#[cfg(test)]
+mod tests;
