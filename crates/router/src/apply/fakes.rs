@@ -198,6 +198,16 @@ pub fn applier(
     (applier, proxy, validator)
 }
 
+/// Every file the router wrote below `dir` (as [`applier`] lays it out), with its bytes.
+pub fn files_below(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    ["conf.d", "lua"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(dir.join(sub)).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .map(|path| (path.clone(), std::fs::read(path).unwrap()))
+        .collect()
+}
+
 /// A running task asking for an HTTP endpoint at 10.0.0.5:8888.
 pub fn http_task(id: &str) -> serde_json::Value {
     serde_json::json!({"id": id, "name": id, "status": "in_progress", "system_tags": ["external_service"],

@@ -1,11 +1,10 @@
 //! The applier against the fake proxy: what it writes, when it reloads, and what it puts back.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::Value;
 
-use super::fakes::{self, http_task, tcp_task, FakeProxy, FakeValidator, Journal};
+use super::fakes::{self, files_below, http_task, tcp_task, FakeProxy, FakeValidator, Journal};
 use super::{Applier, ApplyError, ApplyOutcome};
 use gateway_core::model::TargetPolicy;
 use gateway_core::snapshot::Snapshot;
@@ -25,18 +24,6 @@ fn table(tasks: &[Value]) -> RouteTable {
     let me =
         RouterIdentity { name: Some("router"), url: Some("http://gw"), tcp_address: Some("gw.example.com") };
     RouteTable::build_with(&snapshot, &policy, &tcp, &me)
-}
-
-/// Every file below `dir`, by path, with its bytes.
-fn files_below(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for sub in ["conf.d", "lua"] {
-        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            out.insert(path.display().to_string(), std::fs::read(&path).unwrap());
-        }
-    }
-    out
 }
 
 struct Bench {

@@ -2,13 +2,13 @@
 //! its steps, and what it does when a step fails.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
 use super::RouterLoop;
-use crate::apply::fakes::{self, http_task, tcp_task, FakeProxy, Journal};
+use crate::apply::fakes::{self, files_below, http_task, tcp_task, FakeProxy, Journal};
 use crate::config::{RawEnv, Settings};
 use clearml_api::{ApiError, ClearmlApi, TaskQuery};
 
@@ -131,56 +131,46 @@ impl Bench {
         self.journal.take()
     }
 
-    fn routes_file(&self) -> std::path::PathBuf {
+    fn routes_file(&self) -> PathBuf {
         self.dir.path().join("lua").join(gateway_render::ROUTES_FILE)
     }
 }
+
+/// `steps`, then the fresh read and the edit that write `task`'s keys.
+fn then_writes(steps: &[&str], task: &str) -> Vec<String> {
+    let write = [format!("tasks.get_by_id {task}"), format!("tasks.edit {task}")];
+    steps.iter().map(|s| s.to_string()).chain(write).collect()
+}
+
+/// A tick that polls, validates and reloads a new config that serves one HTTP route.
+const RELOADED: [&str; 4] = ["tasks.get_all", "validate", "reload", "proxy loads 1 routes"];
 
 fn endpoint(runtime: &Value) -> Option<&str> {
     runtime.get("endpoint").and_then(Value::as_str)
 }
 
-/// Every file the router wrote, with its bytes.
-fn files_below(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out: Vec<_> = ["conf.d", "lua"]
-        .iter()
-        .flat_map(|sub| std::fs::read_dir(dir.join(sub)).unwrap())
-        .map(|entry| entry.unwrap().path())
-        .map(|path| (path.clone(), std::fs::read(path).unwrap()))
-        .collect();
-    out.sort();
-    out
+/// A router whose first tick routed and advertised task t1, and the files it wrote.
+async fn routing_t1() -> (Bench, BTreeMap<PathBuf, Vec<u8>>) {
+    let mut b = Bench::new(&[]);
+    b.clearml.add(http_task("t1"));
+    b.tick().await;
+    let applied = files_below(b.dir.path());
+    (b, applied)
 }
 
 #[tokio::test]
 async fn endpoints_are_written_back_only_once_the_proxy_serves_them() {
     let mut b = Bench::new(&[]);
     b.clearml.add(http_task("t1"));
-    assert_eq!(
-        b.tick().await,
-        [
-            "tasks.get_all",
-            "validate",
-            "reload",
-            "proxy loads 1 routes",
-            "tasks.get_by_id t1",
-            "tasks.edit t1"
-        ]
-    );
+    assert_eq!(b.tick().await, then_writes(&RELOADED, "t1"));
     assert_eq!(endpoint(&b.clearml.runtime("t1")), Some("http://gw.example.com:8080/service/t1/"));
 
     b.clearml.add(http_task("t2"));
-    assert_eq!(
-        b.tick().await,
-        ["tasks.get_all", "proxy loads 2 routes", "tasks.get_by_id t2", "tasks.edit t2"]
-    );
+    assert_eq!(b.tick().await, then_writes(&["tasks.get_all", "proxy loads 2 routes"], "t2"));
 
     // A stopped task's route goes first, then its keys are taken back.
     b.clearml.with(|s| s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped"));
-    assert_eq!(
-        b.tick().await,
-        ["tasks.get_all", "proxy loads 1 routes", "tasks.get_by_id t1", "tasks.edit t1"]
-    );
+    assert_eq!(b.tick().await, then_writes(&["tasks.get_all", "proxy loads 1 routes"], "t1"));
     assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
 
     // Nothing new: one poll, nothing else.
@@ -189,10 +179,7 @@ async fn endpoints_are_written_back_only_once_the_proxy_serves_them() {
 
 #[tokio::test]
 async fn a_failed_poll_keeps_the_last_routes_serving() {
-    let mut b = Bench::new(&[]);
-    b.clearml.add(http_task("t1"));
-    b.tick().await;
-    let applied = files_below(b.dir.path());
+    let (mut b, applied) = routing_t1().await;
     let serving = b.proxy.serving();
 
     b.clearml.with(|s| s.polls_fail = true);
@@ -218,17 +205,14 @@ async fn a_failed_write_back_is_retried_on_the_next_tick() {
     assert_eq!(asked.last().map(String::as_str), Some("tasks.edit t1"));
     assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
 
-    assert_eq!(b.tick().await, ["tasks.get_all", "tasks.get_by_id t1", "tasks.edit t1"]);
+    assert_eq!(b.tick().await, then_writes(&["tasks.get_all"], "t1"));
     assert_eq!(endpoint(&b.clearml.runtime("t1")), Some("http://gw.example.com:8080/service/t1/"));
     assert_eq!(b.tick().await, ["tasks.get_all"]);
 }
 
 #[tokio::test]
 async fn a_config_the_proxy_never_confirms_is_rolled_back_and_not_advertised() {
-    let mut b = Bench::new(&[]);
-    b.clearml.add(http_task("t1"));
-    b.tick().await;
-    let applied = files_below(b.dir.path());
+    let (mut b, applied) = routing_t1().await;
 
     b.proxy.set(|s| s.takes_reloads = false);
     b.clearml.add(tcp_task("t2"));
@@ -240,26 +224,13 @@ async fn a_config_the_proxy_never_confirms_is_rolled_back_and_not_advertised() {
 
     // The proxy takes reloads again: the next tick applies and then advertises.
     b.proxy.set(|s| s.takes_reloads = true);
-    assert_eq!(
-        b.tick().await,
-        [
-            "tasks.get_all",
-            "validate",
-            "reload",
-            "proxy loads 1 routes",
-            "tasks.get_by_id t2",
-            "tasks.edit t2"
-        ]
-    );
+    assert_eq!(b.tick().await, then_writes(&RELOADED, "t2"));
     assert_eq!(b.clearml.runtime("t2")["external_address"], "gw.example.com");
 }
 
 #[tokio::test]
 async fn routing_files_changed_behind_the_router_are_put_back() {
-    let mut b = Bench::new(&[]);
-    b.clearml.add(http_task("t1"));
-    b.tick().await;
-    let applied = files_below(b.dir.path());
+    let (mut b, applied) = routing_t1().await;
 
     std::fs::write(b.routes_file(), r#"{"version": "edited", "routes": {}}"#).unwrap();
     // The proxy still serves the confirmed config: the file is written again, no reload, and the
@@ -285,9 +256,7 @@ async fn queue_names_are_resolved_once_and_only_their_tasks_are_routed() {
 
 #[tokio::test]
 async fn a_restarted_router_takes_back_what_its_previous_run_advertised() {
-    let mut b = Bench::new(&[]);
-    b.clearml.add(http_task("t1"));
-    b.tick().await;
+    let (mut b, _) = routing_t1().await;
     b.clearml.with(|s| s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped"));
 
     // A new router on the same files, and a proxy that restarted with them.
@@ -295,6 +264,6 @@ async fn a_restarted_router_takes_back_what_its_previous_run_advertised() {
     b.router = RouterLoop::new(settings(&[]), b.clearml.clone(), applier);
     b.proxy = proxy;
     let asked = b.tick().await;
-    assert_eq!(asked[asked.len() - 2..], ["tasks.get_by_id t1", "tasks.edit t1"]);
+    assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"));
     assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
 }
