@@ -1,11 +1,14 @@
-//! ClearML REST API client: login and token renewal, the envelope, and the few calls the router makes.
+//! ClearML REST API client: login and token renewal, the envelope, and the few calls the router makes
+//! (the [`ClearmlApi`] trait, which the router depends on).
 
+mod api;
 mod client;
 mod error;
 mod metrics;
 mod token;
 mod watch;
 
+pub use api::ClearmlApi;
 pub use client::{ClearmlClient, Credentials, TaskQuery};
 pub use error::ApiError;
 pub use metrics::{ApiMetrics, CallStats};

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
-use clearml_api::{ApiError, ClearmlClient};
+use clearml_api::{ApiError, ClearmlApi};
 use gateway_core::model::{RouteId, TaskId};
 use gateway_core::table::RouteTable;
 use gateway_core::task::{keys, RouterIdentity};
@@ -149,7 +149,7 @@ impl Advertiser {
 
     /// Brings every task's runtime in line with the live table. Only called after the proxy
     /// confirmed the table, so an advertised URL always works.
-    pub async fn sync(&mut self, client: &ClearmlClient, table: &RouteTable) -> SyncReport {
+    pub async fn sync(&mut self, client: &impl ClearmlApi, table: &RouteTable) -> SyncReport {
         let mut desired = desired_keys(&self.keys(), table);
         let tasks: BTreeSet<TaskId> = desired.keys().chain(self.advertised.keys()).cloned().collect();
         let mut writes = Vec::new();
@@ -205,7 +205,7 @@ impl Advertiser {
 
 /// Re-reads the task, merges, and writes only if something changed. Returns whether it wrote.
 async fn write_keys(
-    client: &ClearmlClient,
+    client: &impl ClearmlApi,
     task: &TaskId,
     want: &Keys,
     ours: &Keys,

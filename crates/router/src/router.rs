@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::advertise::Advertiser;
+use crate::apply::probe::{ProxyControl, ProxyProbe};
 use crate::apply::reloader::Reloader;
 use crate::apply::{Applier, ApplyOutcome};
 use crate::config::{queue_pattern_regex, QueueFilter, Settings};
-use clearml_api::{ApiError, ClearmlClient, TaskQuery};
+use clearml_api::{ApiError, ClearmlApi, ClearmlClient, TaskQuery};
 use std::collections::BTreeMap;
 
 use crate::static_files::{groups_parser, routes_parser, Watched};
@@ -26,10 +27,11 @@ use gateway_core::tcp_ports::TcpPlan;
 /// How long resolved queue ids are reused before asking ClearML again (queues come and go rarely).
 const QUEUE_CACHE_TTL: Duration = Duration::from_secs(10);
 
-pub struct RouterLoop<R: Reloader> {
+/// Generic over ClearML and the proxy's control listener so that tests can stand in for both.
+pub struct RouterLoop<R: Reloader, C: ClearmlApi = ClearmlClient, P: ProxyControl = ProxyProbe> {
     settings: Settings,
-    client: ClearmlClient,
-    applier: Applier<R>,
+    client: C,
+    applier: Applier<R, P>,
     advertiser: Advertiser,
     policy: TargetPolicy,
     tcp: TcpPlan,
@@ -125,8 +127,15 @@ pub fn tcp_plan(settings: &Settings, previous: BTreeMap<RouteId, Port>) -> TcpPl
     }
 }
 
-impl<R: Reloader> RouterLoop<R> {
-    pub fn new(settings: Settings, client: ClearmlClient, applier: Applier<R>) -> Self {
+impl<R: Reloader, P: ProxyControl> RouterLoop<R, ClearmlClient, P> {
+    /// Counts and latency of this router's ClearML calls.
+    pub fn api_metrics(&self) -> std::sync::Arc<clearml_api::ApiMetrics> {
+        self.client.metrics()
+    }
+}
+
+impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
+    pub fn new(settings: Settings, client: C, applier: Applier<R, P>) -> Self {
         let mut advertiser = Advertiser::new(
             &settings.router_name,
             &settings.router_url,
@@ -170,11 +179,6 @@ impl<R: Reloader> RouterLoop<R> {
     /// What the status server shows; updated by every tick.
     pub fn status(&self) -> SharedStatus {
         self.status.clone()
-    }
-
-    /// Counts and latency of this router's ClearML calls.
-    pub fn api_metrics(&self) -> std::sync::Arc<clearml_api::ApiMetrics> {
-        self.client.metrics()
     }
 
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
@@ -383,3 +387,6 @@ impl<R: Reloader> RouterLoop<R> {
         self.last_refusals = current;
     }
 }
+
+#[cfg(test)]
+mod tests;

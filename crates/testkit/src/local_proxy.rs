@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
-use clearml_router::apply::probe::ProxyProbe;
+use clearml_router::apply::probe::{ProxyControl, ProxyProbe};
 use gateway_core::table::RouteTable;
 use gateway_render::main_conf::{modules_include_default, MainConf};
 use gateway_render::{render, Layout};

@@ -3,6 +3,8 @@
 //! good files stay (or are put back) and the error says why.
 
 pub mod docker;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod files;
 pub mod filewatch;
 pub mod probe;
@@ -16,7 +18,7 @@ use docker::DockerReloader;
 use filewatch::FileWatchReloader;
 use gateway_core::table::RouteTable;
 use gateway_render::{render, Dir, Layout, Rendered, RenderedFile};
-use probe::ProxyProbe;
+use probe::{ProxyControl, ProxyProbe};
 use reloader::{ProcessReloader, Reloader};
 use validate::{BoxFuture, ValidateConfig};
 
@@ -96,13 +98,14 @@ pub enum ApplyError {
     Io(anyhow::Error),
 }
 
-pub struct Applier<R: Reloader> {
+/// Generic over the proxy's control listener so that tests can stand in for the proxy.
+pub struct Applier<R: Reloader, P: ProxyControl = ProxyProbe> {
     pub layout: Layout,
     pub conf_dir: PathBuf,
     pub lua_dir: PathBuf,
     pub validator: Box<dyn ValidateConfig>,
     pub reloader: R,
-    pub probe: ProxyProbe,
+    pub probe: P,
     pub staging_dir: PathBuf,
     pub confirm_timeout: Duration,
     /// Tells a restarted or recreated proxy apart (see [`Applier::with_identity`]).
@@ -115,7 +118,7 @@ pub struct Applier<R: Reloader> {
     known_identity: Option<String>,
 }
 
-impl<R: Reloader> Applier<R> {
+impl<R: Reloader, P: ProxyControl> Applier<R, P> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         layout: Layout,
@@ -123,7 +126,7 @@ impl<R: Reloader> Applier<R> {
         lua_dir: PathBuf,
         validator: impl ValidateConfig + 'static,
         reloader: R,
-        probe: ProxyProbe,
+        probe: P,
         staging_dir: PathBuf,
     ) -> Self {
         Self {
@@ -357,3 +360,6 @@ impl<R: Reloader> Applier<R> {
 fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,60 @@
+//! The calls the router makes, as a trait: the loop and the write-back depend on this, so that
+//! they can be tested against an in-memory ClearML.
+
+use std::future::Future;
+
+use serde_json::{Map, Value};
+
+use super::{ApiError, ClearmlClient, TaskQuery};
+
+pub trait ClearmlApi: Send + Sync {
+    /// In-progress tasks that asked for an endpoint (see [`ClearmlClient::tasks_requesting_endpoints`]).
+    fn tasks_requesting_endpoints(
+        &self,
+        query: &TaskQuery,
+    ) -> impl Future<Output = Result<Vec<Value>, ApiError>> + Send;
+    /// One task by id, freshly read (for read-modify-write).
+    fn task(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// Replaces the task's whole runtime dict (`tasks.edit`).
+    fn set_runtime(
+        &self,
+        id: &str,
+        runtime: &Map<String, Value>,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// The company (workspace) id of the router's own credentials.
+    fn own_company(&self) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// Queue `(id, name)` pairs whose names match an anchored regex.
+    fn queues_matching(
+        &self,
+        name_regex: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, ApiError>> + Send;
+}
+
+// The inherent methods stay callable without the trait in scope (self-test, benches).
+impl ClearmlApi for ClearmlClient {
+    fn tasks_requesting_endpoints(
+        &self,
+        query: &TaskQuery,
+    ) -> impl Future<Output = Result<Vec<Value>, ApiError>> + Send {
+        ClearmlClient::tasks_requesting_endpoints(self, query)
+    }
+    fn task(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send {
+        ClearmlClient::task(self, id)
+    }
+    fn set_runtime(
+        &self,
+        id: &str,
+        runtime: &Map<String, Value>,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send {
+        ClearmlClient::set_runtime(self, id, runtime)
+    }
+    fn own_company(&self) -> impl Future<Output = Result<String, ApiError>> + Send {
+        ClearmlClient::own_company(self)
+    }
+    fn queues_matching(
+        &self,
+        name_regex: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, ApiError>> + Send {
+        ClearmlClient::queues_matching(self, name_regex)
+    }
+}

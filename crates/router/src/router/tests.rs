@@ -1,0 +1,269 @@
+//! The loop, one tick at a time, against an in-memory ClearML and the fake proxy: the order of
+//! its steps, and what it does when a step fails.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+
+use super::RouterLoop;
+use crate::apply::fakes::{self, files_below, http_task, tcp_task, FakeProxy, Journal};
+use crate::config::{RawEnv, Settings};
+use clearml_api::{ApiError, ClearmlApi, TaskQuery};
+
+/// ClearML as the loop sees it: tasks by id, queues, and the failures a test asks for.
+#[derive(Default)]
+struct Server {
+    tasks: BTreeMap<String, Value>,
+    queues: Vec<(String, String)>,
+    polls_fail: bool,
+    edits_to_fail: usize,
+}
+
+#[derive(Clone, Default)]
+struct FakeClearml {
+    server: Arc<Mutex<Server>>,
+    journal: Journal,
+}
+
+impl FakeClearml {
+    fn add(&self, task: Value) {
+        let id = task["id"].as_str().unwrap().to_owned();
+        self.server.lock().unwrap().tasks.insert(id, task);
+    }
+
+    fn with(&self, change: impl FnOnce(&mut Server)) {
+        change(&mut self.server.lock().unwrap());
+    }
+
+    fn runtime(&self, id: &str) -> Value {
+        self.server.lock().unwrap().tasks[id]["runtime"].clone()
+    }
+}
+
+fn unreachable(endpoint: &str) -> ApiError {
+    ApiError::Transport { endpoint: endpoint.into(), detail: "connection refused".into() }
+}
+
+impl ClearmlApi for FakeClearml {
+    async fn tasks_requesting_endpoints(&self, query: &TaskQuery) -> Result<Vec<Value>, ApiError> {
+        self.journal.push("tasks.get_all");
+        let server = self.server.lock().unwrap();
+        if server.polls_fail {
+            return Err(unreachable("tasks.get_all"));
+        }
+        let on_queue = |t: &Value| {
+            let queue = t["execution"]["queue"].as_str().unwrap_or_default();
+            query.queue_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id == queue))
+        };
+        Ok(server.tasks.values().filter(|t| t["status"] == "in_progress" && on_queue(t)).cloned().collect())
+    }
+
+    async fn task(&self, id: &str) -> Result<Value, ApiError> {
+        self.journal.push(format!("tasks.get_by_id {id}"));
+        let server = self.server.lock().unwrap();
+        server.tasks.get(id).cloned().ok_or_else(|| ApiError::Server {
+            endpoint: "tasks.get_by_id".into(),
+            code: 400,
+            subcode: 101,
+            message: "invalid task id".into(),
+        })
+    }
+
+    async fn set_runtime(&self, id: &str, runtime: &Map<String, Value>) -> Result<(), ApiError> {
+        self.journal.push(format!("tasks.edit {id}"));
+        let mut server = self.server.lock().unwrap();
+        if server.edits_to_fail > 0 {
+            server.edits_to_fail -= 1;
+            return Err(unreachable("tasks.edit"));
+        }
+        server.tasks.get_mut(id).unwrap()["runtime"] = Value::Object(runtime.clone());
+        Ok(())
+    }
+
+    async fn own_company(&self) -> Result<String, ApiError> {
+        Ok("c0ffee".into())
+    }
+
+    async fn queues_matching(&self, name_regex: &str) -> Result<Vec<(String, String)>, ApiError> {
+        self.journal.push("queues.get_all");
+        let pattern = regex::Regex::new(name_regex).unwrap();
+        let server = self.server.lock().unwrap();
+        Ok(server.queues.iter().filter(|(_, name)| pattern.is_match(name)).cloned().collect())
+    }
+}
+
+fn settings(extra: &[(&str, &str)]) -> Settings {
+    let base = [
+        ("ROUTER_URL", "http://gw.example.com:8080"),
+        ("CLEARML_API_HOST", "http://clearml:8008"),
+        ("CLEARML_API_ACCESS_KEY", "AK"),
+        ("CLEARML_API_SECRET_KEY", "SK"),
+        ("AUTH_ENABLED", "false"),
+        ("TCP_ROUTER_ADDRESS", "gw.example.com"),
+    ];
+    let vars = base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string()));
+    Settings::from_raw(RawEnv::from_vars(vars).unwrap()).unwrap()
+}
+
+struct Bench {
+    dir: tempfile::TempDir,
+    journal: Journal,
+    clearml: FakeClearml,
+    proxy: FakeProxy,
+    router: RouterLoop<FakeProxy, FakeClearml, FakeProxy>,
+}
+
+impl Bench {
+    fn new(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::default();
+        let (applier, proxy, _) = fakes::applier(dir.path(), &journal);
+        let clearml = FakeClearml { journal: journal.clone(), ..Default::default() };
+        let router = RouterLoop::new(settings(extra), clearml.clone(), applier);
+        Self { dir, journal, clearml, proxy, router }
+    }
+
+    /// One tick; what ClearML and the proxy were asked during it.
+    async fn tick(&mut self) -> Vec<String> {
+        self.router.tick().await;
+        self.journal.take()
+    }
+
+    fn routes_file(&self) -> PathBuf {
+        self.dir.path().join("lua").join(gateway_render::ROUTES_FILE)
+    }
+}
+
+/// `steps`, then the fresh read and the edit that write `task`'s keys.
+fn then_writes(steps: &[&str], task: &str) -> Vec<String> {
+    let write = [format!("tasks.get_by_id {task}"), format!("tasks.edit {task}")];
+    steps.iter().map(|s| s.to_string()).chain(write).collect()
+}
+
+/// A tick that polls, validates and reloads a new config that serves one HTTP route.
+const RELOADED: [&str; 4] = ["tasks.get_all", "validate", "reload", "proxy loads 1 routes"];
+
+fn endpoint(runtime: &Value) -> Option<&str> {
+    runtime.get("endpoint").and_then(Value::as_str)
+}
+
+/// A router whose first tick routed and advertised task t1, and the files it wrote.
+async fn routing_t1() -> (Bench, BTreeMap<PathBuf, Vec<u8>>) {
+    let mut b = Bench::new(&[]);
+    b.clearml.add(http_task("t1"));
+    b.tick().await;
+    let applied = files_below(b.dir.path());
+    (b, applied)
+}
+
+#[tokio::test]
+async fn endpoints_are_written_back_only_once_the_proxy_serves_them() {
+    let mut b = Bench::new(&[]);
+    b.clearml.add(http_task("t1"));
+    assert_eq!(b.tick().await, then_writes(&RELOADED, "t1"));
+    assert_eq!(endpoint(&b.clearml.runtime("t1")), Some("http://gw.example.com:8080/service/t1/"));
+
+    b.clearml.add(http_task("t2"));
+    assert_eq!(b.tick().await, then_writes(&["tasks.get_all", "proxy loads 2 routes"], "t2"));
+
+    // A stopped task's route goes first, then its keys are taken back.
+    b.clearml.with(|s| s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped"));
+    assert_eq!(b.tick().await, then_writes(&["tasks.get_all", "proxy loads 1 routes"], "t1"));
+    assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
+
+    // Nothing new: one poll, nothing else.
+    assert_eq!(b.tick().await, ["tasks.get_all"]);
+}
+
+#[tokio::test]
+async fn a_failed_poll_keeps_the_last_routes_serving() {
+    let (mut b, applied) = routing_t1().await;
+    let serving = b.proxy.serving();
+
+    b.clearml.with(|s| s.polls_fail = true);
+    assert_eq!(b.tick().await, ["tasks.get_all"]);
+    assert_eq!(files_below(b.dir.path()), applied);
+    assert_eq!(b.proxy.serving(), serving);
+    let status = b.router.status().snapshot();
+    let poll = status.last_poll.unwrap();
+    assert!(!poll.ok && poll.error.unwrap().contains("connection refused"));
+    assert_eq!(status.http_routes.len(), 1, "the status still shows the routes that serve");
+
+    b.clearml.with(|s| s.polls_fail = false);
+    assert_eq!(b.tick().await, ["tasks.get_all"]);
+    assert!(b.router.status().snapshot().last_poll.unwrap().ok);
+}
+
+#[tokio::test]
+async fn a_failed_write_back_is_retried_on_the_next_tick() {
+    let mut b = Bench::new(&[]);
+    b.clearml.add(http_task("t1"));
+    b.clearml.with(|s| s.edits_to_fail = 1);
+    let asked = b.tick().await;
+    assert_eq!(asked.last().map(String::as_str), Some("tasks.edit t1"));
+    assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
+
+    assert_eq!(b.tick().await, then_writes(&["tasks.get_all"], "t1"));
+    assert_eq!(endpoint(&b.clearml.runtime("t1")), Some("http://gw.example.com:8080/service/t1/"));
+    assert_eq!(b.tick().await, ["tasks.get_all"]);
+}
+
+#[tokio::test]
+async fn a_config_the_proxy_never_confirms_is_rolled_back_and_not_advertised() {
+    let (mut b, applied) = routing_t1().await;
+
+    b.proxy.set(|s| s.takes_reloads = false);
+    b.clearml.add(tcp_task("t2"));
+    assert_eq!(b.tick().await, ["tasks.get_all", "validate", "reload", "reload"]);
+    assert_eq!(files_below(b.dir.path()), applied);
+    assert_eq!(b.clearml.runtime("t2"), tcp_task("t2")["runtime"], "nothing written to the new task");
+    let apply = b.router.status().snapshot().last_apply.unwrap();
+    assert!(!apply.ok && apply.error.unwrap().contains("did not take the new config"));
+
+    // The proxy takes reloads again: the next tick applies and then advertises.
+    b.proxy.set(|s| s.takes_reloads = true);
+    assert_eq!(b.tick().await, then_writes(&RELOADED, "t2"));
+    assert_eq!(b.clearml.runtime("t2")["external_address"], "gw.example.com");
+}
+
+#[tokio::test]
+async fn routing_files_changed_behind_the_router_are_put_back() {
+    let (mut b, applied) = routing_t1().await;
+
+    std::fs::write(b.routes_file(), r#"{"version": "edited", "routes": {}}"#).unwrap();
+    // The proxy still serves the confirmed config: the file is written again, no reload, and the
+    // task, already advertised, is not written to.
+    assert_eq!(b.tick().await, ["tasks.get_all", "proxy loads 1 routes"]);
+    assert_eq!(files_below(b.dir.path()), applied);
+}
+
+#[tokio::test]
+async fn queue_names_are_resolved_once_and_only_their_tasks_are_routed() {
+    let mut b = Bench::new(&[("LISTEN_QUEUE_NAME", "gpu*")]);
+    b.clearml.with(|s| s.queues = vec![("q1".into(), "gpu-large".into()), ("q2".into(), "cpu".into())]);
+    for (id, queue) in [("t1", "q1"), ("t2", "q2")] {
+        let mut task = http_task(id);
+        task["execution"] = json!({"queue": queue});
+        b.clearml.add(task);
+    }
+    let asked = b.tick().await;
+    assert_eq!(asked[..2], ["queues.get_all", "tasks.get_all"]);
+    assert!(asked.contains(&"tasks.edit t1".to_owned()) && !asked.contains(&"tasks.edit t2".to_owned()));
+    assert_eq!(b.tick().await, ["tasks.get_all"], "queue ids are reused between polls");
+}
+
+#[tokio::test]
+async fn a_restarted_router_takes_back_what_its_previous_run_advertised() {
+    let (mut b, _) = routing_t1().await;
+    b.clearml.with(|s| s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped"));
+
+    // A new router on the same files, and a proxy that restarted with them.
+    let (applier, proxy, _) = fakes::applier(b.dir.path(), &b.journal);
+    b.router = RouterLoop::new(settings(&[]), b.clearml.clone(), applier);
+    b.proxy = proxy;
+    let asked = b.tick().await;
+    assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"));
+    assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
+}
