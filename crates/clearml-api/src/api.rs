@@ -13,6 +13,13 @@ pub trait ClearmlApi: Send + Sync {
         &self,
         query: &TaskQuery,
     ) -> impl Future<Output = Result<Vec<Value>, ApiError>> + Send;
+    /// Tasks tagged `external_service`, in any status, whose `last_update` is at or after
+    /// `since` (`YYYY-MM-DDTHH:MM:SS.ffffff`, the server's clock): what changed since a poll.
+    fn tasks_changed_since(
+        &self,
+        query: &TaskQuery,
+        since: &str,
+    ) -> impl Future<Output = Result<Vec<Value>, ApiError>> + Send;
     /// One task by id, freshly read (for read-modify-write).
     fn task(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send;
     /// Replaces the task's whole runtime dict (`tasks.edit`).
@@ -37,6 +44,9 @@ impl ClearmlApi for ClearmlClient {
         query: &TaskQuery,
     ) -> impl Future<Output = Result<Vec<Value>, ApiError>> + Send {
         ClearmlClient::tasks_requesting_endpoints(self, query)
+    }
+    async fn tasks_changed_since(&self, query: &TaskQuery, since: &str) -> Result<Vec<Value>, ApiError> {
+        self.endpoint_tasks(query, serde_json::json!({ "last_update": format!(">={since}") })).await
     }
     fn task(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send {
         ClearmlClient::task(self, id)

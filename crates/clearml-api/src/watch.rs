@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::{ApiError, ClearmlClient, TaskQuery};
+use crate::{ApiError, ClearmlApi, TaskQuery};
 use gateway_core::time::{iso_micros, parse_utc_micros};
 
 /// What the last poll cost, for metrics and the status page.
@@ -33,6 +33,8 @@ pub struct TaskWatch {
     watermark: Option<i64>,
     polls_since_full: u32,
     resync_every: u32,
+    /// The queues the cache was filled for: another filter needs a full poll.
+    queue_ids: Option<Option<Vec<String>>>,
     margin: Duration,
     last_cost: PollCost,
 }
@@ -46,6 +48,7 @@ impl TaskWatch {
             watermark: None,
             polls_since_full: 0,
             resync_every: resync_every.max(1),
+            queue_ids: None,
             margin,
             last_cost: PollCost::default(),
         }
@@ -53,18 +56,22 @@ impl TaskWatch {
 
     /// The in-progress tasks asking for an endpoint now, by id. On an error the cache is kept
     /// as it was, and the next poll asks again for the same changes.
-    pub async fn poll(&mut self, client: &ClearmlClient, query: &TaskQuery) -> Result<Vec<Value>, ApiError> {
-        let full = self.watermark.is_none() || self.polls_since_full + 1 >= self.resync_every;
+    pub async fn poll(
+        &mut self,
+        client: &impl ClearmlApi,
+        query: &TaskQuery,
+    ) -> Result<Vec<Value>, ApiError> {
+        let same_queues = self.queue_ids.as_ref() == Some(&query.queue_ids);
+        let full = !same_queues || self.watermark.is_none() || self.polls_since_full + 1 >= self.resync_every;
         let fetched = if full {
             let tasks = client.tasks_requesting_endpoints(query).await?;
             self.tasks.clear();
             self.polls_since_full = 0;
+            self.queue_ids = Some(query.queue_ids.clone());
             tasks
         } else {
             let since = self.watermark.unwrap_or_default() - self.margin.as_micros() as i64;
-            let changed = client
-                .endpoint_tasks(query, json!({ "last_update": format!(">={}", iso_micros(since)) }))
-                .await?;
+            let changed = client.tasks_changed_since(query, &iso_micros(since)).await?;
             self.polls_since_full += 1;
             changed
         };

@@ -10,7 +10,7 @@ use crate::apply::probe::{ProxyControl, ProxyProbe};
 use crate::apply::reloader::Reloader;
 use crate::apply::{Applier, ApplyOutcome};
 use crate::config::{queue_pattern_regex, QueueFilter, Settings};
-use clearml_api::{ApiError, ClearmlApi, ClearmlClient, TaskQuery};
+use clearml_api::{ApiError, ClearmlApi, ClearmlClient, TaskQuery, TaskWatch};
 use std::collections::BTreeMap;
 
 use crate::static_files::{groups_parser, routes_parser, Watched};
@@ -27,6 +27,17 @@ use gateway_core::tcp_ports::TcpPlan;
 /// How long resolved queue ids are reused before asking ClearML again (queues come and go rarely).
 const QUEUE_CACHE_TTL: Duration = Duration::from_secs(10);
 
+/// How often a poll fetches every task again (the others fetch only what changed): catches what a
+/// change poll cannot see (deleted or untagged tasks) within this time.
+const FULL_POLL_PERIOD: Duration = Duration::from_secs(60);
+/// How far before the newest `last_update` seen a change poll looks: writes that the server
+/// stamped earlier but made visible later are still seen.
+const CHANGE_POLL_LOOK_BACK: Duration = Duration::from_secs(2);
+
+fn full_poll_every(poll_interval: Duration) -> u32 {
+    (FULL_POLL_PERIOD.as_secs_f64() / poll_interval.as_secs_f64().max(0.001)).ceil() as u32
+}
+
 /// Generic over ClearML and the proxy's control listener so that tests can stand in for both.
 pub struct RouterLoop<R: Reloader, C: ClearmlApi = ClearmlClient, P: ProxyControl = ProxyProbe> {
     settings: Settings,
@@ -36,6 +47,8 @@ pub struct RouterLoop<R: Reloader, C: ClearmlApi = ClearmlClient, P: ProxyContro
     policy: TargetPolicy,
     tcp: TcpPlan,
     queues: Option<(Instant, Vec<String>)>,
+    /// The tasks asking for endpoints, kept current by polls that fetch only changes.
+    tasks: TaskWatch,
     last_poll_error: Option<String>,
     last_refusals: BTreeSet<String>,
     status: SharedStatus,
@@ -161,7 +174,9 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             clearml_web: settings.web_host.clone(),
             auth: applier.layout.auth.state(),
         });
+        let tasks = TaskWatch::new(full_poll_every(settings.poll_interval), CHANGE_POLL_LOOK_BACK);
         Self {
+            tasks,
             settings,
             client,
             applier,
@@ -345,7 +360,7 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
                 TaskQuery { queue_ids: Some(ids) }
             }
         };
-        let tasks = self.client.tasks_requesting_endpoints(&query).await?;
+        let tasks = self.tasks.poll(&self.client, &query).await?;
         Ok(Snapshot { tasks, company: None })
     }
 

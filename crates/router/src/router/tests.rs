@@ -60,6 +60,20 @@ impl ClearmlApi for FakeClearml {
         Ok(server.tasks.values().filter(|t| t["status"] == "in_progress" && on_queue(t)).cloned().collect())
     }
 
+    /// Every task in any status: a superset of what changed, which is all the watch needs.
+    async fn tasks_changed_since(&self, query: &TaskQuery, _since: &str) -> Result<Vec<Value>, ApiError> {
+        self.journal.push("tasks.get_all");
+        let server = self.server.lock().unwrap();
+        if server.polls_fail {
+            return Err(unreachable("tasks.get_all"));
+        }
+        let on_queue = |t: &Value| {
+            let queue = t["execution"]["queue"].as_str().unwrap_or_default();
+            query.queue_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id == queue))
+        };
+        Ok(server.tasks.values().filter(|t| on_queue(t)).cloned().collect())
+    }
+
     async fn task(&self, id: &str) -> Result<Value, ApiError> {
         self.journal.push(format!("tasks.get_by_id {id}"));
         let server = self.server.lock().unwrap();
