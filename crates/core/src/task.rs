@@ -53,6 +53,17 @@ pub struct RouterIdentity<'a> {
     pub name: Option<&'a str>,
     pub url: Option<&'a str>,
     pub tcp_address: Option<&'a str>,
+    /// `TCP_PORT_START..=TCP_PORT_END`: the ports this router publishes TCP endpoints on.
+    pub tcp_ports: Option<(u16, u16)>,
+}
+
+impl RouterIdentity<'_> {
+    /// True if `address:port` is what this router publishes for a TCP endpoint (its address and a
+    /// port of its range): the router's answer, not the task's own address.
+    fn publishes(&self, address: &str, port: Port) -> bool {
+        self.tcp_address == Some(address)
+            && self.tcp_ports.is_some_and(|(first, last)| (first..=last).contains(&port.get()))
+    }
 }
 
 /// A TCP endpoint a task asked for, before a port is allocated to it.
@@ -156,8 +167,8 @@ pub fn read_task_with(task: &Value, policy: &TargetPolicy, me: &RouterIdentity<'
                     strip_prefix: read.strip_prefix,
                 })
             }),
-            Some(SERVICE_TCP) => read_tcp_endpoint(&runtime, endpoint.as_ref(), policy, me.tcp_address).map(
-                |(target, claimed_port)| {
+            Some(SERVICE_TCP) => {
+                read_tcp_endpoint(&runtime, endpoint.as_ref(), policy, me).map(|(target, claimed_port)| {
                     out.tcp.push(TcpRequest {
                         id: RouteId::for_endpoint(&id, endpoint.as_ref()),
                         task: id.clone(),
@@ -166,8 +177,8 @@ pub fn read_task_with(task: &Value, policy: &TargetPolicy, me: &RouterIdentity<'
                         claimed_port,
                         task_name: name.clone(),
                     })
-                },
-            ),
+                })
+            }
             Some(other) => Err(format!(
                 "{service_key}: unknown service {:?} (expected EXTERNAL or EXTERNAL_TCP)",
                 display_untrusted(other)
@@ -261,39 +272,46 @@ fn read_static_ask(
 
 /// A TCP endpoint's target, and the port this router published for it before (if any).
 ///
-/// The SDK writes `external_address` + `external_tcp_port` + `upstream_task_port`;
-/// clearml-session writes the first two only. Once the router answered, `external_*` hold the
-/// router's own address and port and the task's are under the router-owned keys.
+/// The SDK writes `external_address` + `external_tcp_port` + `upstream_task_port` (the last two
+/// equal); clearml-session writes the first two only. A router answers by overwriting
+/// `external_*` with its own address and port and keeping the task's under its own keys. So the
+/// pair is a router's answer when it is this router's address with a port of its range, or when
+/// it differs from `upstream_task_port`; the address alone says nothing (the agent and the
+/// gateway may share a host, and then a task's own address is the router's).
 fn read_tcp_endpoint(
     runtime: &Map<String, Value>,
     endpoint: Option<&EndpointName>,
     policy: &TargetPolicy,
-    router_address: Option<&str>,
+    me: &RouterIdentity<'_>,
 ) -> Result<(Target, Option<Port>), String> {
     let address_key = keys::with_suffix(keys::TCP_ADDRESS, endpoint);
+    let port_key_name = keys::with_suffix(keys::TCP_PORT, endpoint);
     let address = string_key(runtime, &address_key)?;
-    let port = port_key(runtime, &keys::with_suffix(keys::TCP_PORT, endpoint))?;
-    let owned_address_key = keys::with_suffix(keys::TCP_TARGET_ADDRESS, endpoint);
-    let owned_port_key = keys::with_suffix(keys::TCP_TARGET_PORT, endpoint);
-    if router_address.is_some_and(|own| own == address) {
+    let port = port_key(runtime, &port_key_name)?;
+    let upstream_key = keys::with_suffix(keys::TCP_UPSTREAM_PORT, endpoint);
+    let upstream = match runtime.get(&upstream_key) {
+        Some(v) if !v.is_null() => Some(Port::from_json(v).map_err(|e| format!("{upstream_key}: {e}"))?),
+        _ => None,
+    };
+    let ours = me.publishes(address, port);
+    if ours || upstream.is_some_and(|u| u != port) {
+        let owned_address_key = keys::with_suffix(keys::TCP_TARGET_ADDRESS, endpoint);
         if !runtime.contains_key(&owned_address_key) {
             return Err(format!(
-                "{address_key}: is the router's own address and {owned_address_key} is missing; refusing to route to itself"
+                "{address_key}/{port_key_name} hold a router's answer and {owned_address_key} is missing, so the \
+                 task's own address is unknown; refusing to guess (ask for the endpoint again)"
             ));
         }
         let target_address = string_key(runtime, &owned_address_key)?;
+        let owned_port_key = keys::with_suffix(keys::TCP_TARGET_PORT, endpoint);
         let target_port = port_key(runtime, &owned_port_key)?;
         let target =
             policy.check(target_address, target_port).map_err(|e| format!("{owned_address_key}: {e}"))?;
-        return Ok((target, Some(port)));
+        return Ok((target, ours.then_some(port)));
     }
     // A fresh request (or a re-request after the task moved): the task's own address and port.
-    let upstream_key = keys::with_suffix(keys::TCP_UPSTREAM_PORT, endpoint);
-    let target_port = match runtime.get(&upstream_key) {
-        Some(v) if !v.is_null() => Port::from_json(v).map_err(|e| format!("{upstream_key}: {e}"))?,
-        _ => port,
-    };
-    let target = policy.check(address, target_port).map_err(|e| format!("{address_key}: {e}"))?;
+    let target =
+        policy.check(address, upstream.unwrap_or(port)).map_err(|e| format!("{address_key}: {e}"))?;
     Ok((target, None))
 }
 
@@ -338,7 +356,11 @@ mod tests {
     use serde_json::json;
 
     fn gw() -> RouterIdentity<'static> {
-        RouterIdentity { tcp_address: Some("gw.example.com"), ..Default::default() }
+        RouterIdentity {
+            tcp_address: Some("gw.example.com"),
+            tcp_ports: Some((10000, 10100)),
+            ..Default::default()
+        }
     }
 
     fn policy() -> TargetPolicy {
@@ -363,10 +385,11 @@ mod tests {
 
     #[test]
     fn reads_tcp_requests_from_the_sdk_clearml_session_and_the_routers_own_answer() {
+        // The SDK writes the same (agent-mapped) port to both keys.
         let sdk = json!({"id": "t1", "runtime": {"_SERVICE__ssh": "EXTERNAL_TCP", "external_address__ssh": "10.0.0.5",
-            "external_tcp_port__ssh": 2222, "upstream_task_port__ssh": 22}});
+            "external_tcp_port__ssh": 2222, "upstream_task_port__ssh": 2222}});
         let got = read_task_with(&sdk, &policy(), &gw());
-        assert_eq!(got.tcp[0].target.to_string(), "10.0.0.5:22");
+        assert_eq!(got.tcp[0].target.to_string(), "10.0.0.5:2222");
         assert_eq!(got.tcp[0].id.as_str(), "t1__ssh");
         assert_eq!(got.tcp[0].claimed_port, None);
         let session = json!({"id": "t2", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "10.0.0.6", "external_tcp_port": "10022"}});
@@ -379,7 +402,43 @@ mod tests {
         assert_eq!(got.tcp[0].claimed_port.map(|p| p.get()), Some(10005));
         let looping = json!({"id": "t4", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "gw.example.com", "external_tcp_port": 10005}});
         let got = read_task_with(&looping, &policy(), &gw());
-        assert!(got.refusals[0].reason.contains("refusing to route to itself"), "{:?}", got.refusals);
+        assert!(got.refusals[0].reason.contains("refusing to guess"), "{:?}", got.refusals);
+    }
+
+    #[test]
+    fn tcp_on_one_host_and_other_routers_answers() {
+        let same_host = RouterIdentity {
+            tcp_address: Some("10.0.0.9"),
+            tcp_ports: Some((10000, 10100)),
+            ..Default::default()
+        };
+        // Agent and gateway on one host: the task's own address is the router's, its port is not
+        // one the router publishes, so it is a fresh request.
+        let fresh = json!({"id": "t5", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "10.0.0.9",
+            "external_tcp_port": 2222, "upstream_task_port": 2222}});
+        let got = read_task_with(&fresh, &policy(), &same_host);
+        assert!(got.refusals.is_empty(), "{:?}", got.refusals);
+        assert_eq!(got.tcp[0].target.to_string(), "10.0.0.9:2222");
+        assert_eq!(got.tcp[0].claimed_port, None);
+        // After this router answered on the same host, the owned keys give the target back.
+        let answered = json!({"id": "t5", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "10.0.0.9",
+            "external_tcp_port": 10003, "upstream_task_port": 2222,
+            "_ROUTER_TARGET_ADDRESS": "10.0.0.9", "_ROUTER_TARGET_PORT": 2222}});
+        let got = read_task_with(&answered, &policy(), &same_host);
+        assert_eq!(got.tcp[0].target.to_string(), "10.0.0.9:2222");
+        assert_eq!(got.tcp[0].claimed_port.map(|p| p.get()), Some(10003));
+        // Another router's answer (its address, its port): never routed to that address.
+        let foreign = json!({"id": "t6", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "10.9.9.9",
+            "external_tcp_port": 31000, "upstream_task_port": 22}});
+        let got = read_task_with(&foreign, &policy(), &same_host);
+        assert!(got.tcp.is_empty());
+        assert!(got.refusals[0].reason.contains("refusing to guess"), "{:?}", got.refusals);
+        let foreign_with_keys = json!({"id": "t6", "runtime": {"_SERVICE": "EXTERNAL_TCP", "external_address": "10.9.9.9",
+            "external_tcp_port": 31000, "upstream_task_port": 22,
+            "_ROUTER_TARGET_ADDRESS": "10.0.0.7", "_ROUTER_TARGET_PORT": 22}});
+        let got = read_task_with(&foreign_with_keys, &policy(), &same_host);
+        assert_eq!(got.tcp[0].target.to_string(), "10.0.0.7:22");
+        assert_eq!(got.tcp[0].claimed_port, None, "another router's port is not ours to keep");
     }
 
     #[test]

@@ -144,6 +144,8 @@ impl Advertiser {
             name: Some(&self.router_name),
             url: Some(&self.router_url),
             tcp_address: self.tcp_address.as_deref(),
+            // Writing keys needs no port range (only reading a task's answer does).
+            tcp_ports: None,
         }
     }
 

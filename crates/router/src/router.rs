@@ -127,6 +127,7 @@ pub fn identity(settings: &Settings) -> RouterIdentity<'_> {
         name: Some(&settings.router_name),
         url: Some(&settings.router_url),
         tcp_address: settings.tcp.router_address.as_deref(),
+        tcp_ports: Some((settings.tcp.port_start.get(), settings.tcp.port_end.get())),
     }
 }
 

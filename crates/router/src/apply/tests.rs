@@ -21,8 +21,12 @@ fn table(tasks: &[Value]) -> RouteTable {
         last_port: 10100,
         previous: BTreeMap::new(),
     };
-    let me =
-        RouterIdentity { name: Some("router"), url: Some("http://gw"), tcp_address: Some("gw.example.com") };
+    let me = RouterIdentity {
+        name: Some("router"),
+        url: Some("http://gw"),
+        tcp_address: Some("gw.example.com"),
+        tcp_ports: None,
+    };
     RouteTable::build_with(&snapshot, &policy, &tcp, &me)
 }
 
