@@ -235,3 +235,47 @@ async fn bad_port_ranges_fail_at_start_with_the_fix() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+/// Agent and gateway on one host: the task's own address is `TCP_ROUTER_ADDRESS`. It is routed
+/// (not refused as a loop), and a restarted router reads its own answer back from the owned keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tcp_task_on_the_gateways_own_host_is_routed_and_survives_a_restart() {
+    let base = free_block(2);
+    let env = vec![
+        ("TCP_ROUTER_ADDRESS", "127.0.0.1".to_owned()),
+        ("TCP_PORT_START", base.to_string()),
+        ("TCP_PORT_END", (base + 1).to_string()),
+    ];
+    let mut gw = Gateway::start(Options { env, ..Default::default() }).await;
+    let app = echo_app().await;
+    let task = session_task(&gw, "same-host", app);
+    let answered = |runtime: &Value| {
+        runtime["_ROUTER_TARGET_PORT"] == app.port()
+            && runtime["external_tcp_port"].as_u64().is_some_and(|p| p as u16 >= base)
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    while !answered(&gw.runtime(&task)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not published: {}\n{}",
+            gw.runtime(&task),
+            gw.router_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let runtime = gw.runtime(&task);
+    assert_eq!(runtime["external_address"], "127.0.0.1");
+    let listen = runtime["external_tcp_port"].as_u64().unwrap() as u16;
+    let mut stream = connect(listen).await;
+    round_trip(&mut stream, "before restart\n").await;
+
+    // A new router process reads the task's answered keys: same port, same target.
+    gw.stop_router().await;
+    gw.start_router();
+    let mut again = connect(listen).await;
+    round_trip(&mut again, "after restart\n").await;
+    let runtime = gw.runtime(&task);
+    assert!(answered(&runtime), "{runtime}");
+    assert_eq!(runtime["external_tcp_port"], listen, "{runtime}");
+    assert!(!gw.router_log().contains("refusing"), "{}", gw.router_log());
+}
