@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use gateway_core::errors::error_chain;
 use gateway_core::model::RouteId;
+use gateway_core::routes_file::{HttpEntry, RoutesDoc, StaticDoc, StaticEntry, TcpEntry};
 use gateway_core::table::RouteTable;
 
 pub mod auth;
@@ -97,65 +98,9 @@ pub enum RenderError {
     UnsafeCompany(String),
 }
 
-#[derive(Serialize)]
-struct RouteEntry<'a> {
-    host: String,
-    port: u16,
-    task: &'a str,
-    /// Written only when false, so the common case keeps the table small.
-    #[serde(skip_serializing_if = "is_true")]
-    strip_prefix: bool,
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
-}
-
-#[derive(Serialize)]
-struct TcpEntry<'a> {
-    listen: u16,
-    host: String,
-    port: u16,
-    task: &'a str,
-}
-
-/// One enabled static route as the proxy's Lua sees it.
-#[derive(Serialize)]
-struct StaticEntry {
-    /// Path prefix stripped before the request reaches a target (`""` for subdomain routes).
-    prefix: String,
-    /// `"<ip> <port>"` each; empty: the route exists but has no target yet (503).
-    targets: Vec<String>,
-    load_balanced: bool,
-    public: bool,
-    /// Who may use it (user ids or names); absent: any login of the workspace.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    members: Option<Vec<String>>,
-    /// Task endpoints serving it (route ids): a restarted router knows what it advertised and
-    /// which task keeps a single-target route.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tasks: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct StaticDoc {
-    routes: BTreeMap<String, StaticEntry>,
-    /// Path prefix -> route name.
-    paths: BTreeMap<String, String>,
-    /// Full host name -> route name.
-    hosts: BTreeMap<String, String>,
-    /// The affinity cookie carries `Secure` (AUTH_SECURE_ENABLED).
-    secure_cookies: bool,
-}
-
 fn static_doc(table: &RouteTable) -> StaticDoc {
-    use gateway_core::static_routes::Location;
-    let mut doc = StaticDoc {
-        routes: BTreeMap::new(),
-        paths: BTreeMap::new(),
-        hosts: BTreeMap::new(),
-        secure_cookies: table.secure_cookies,
-    };
+    use gateway_core::static_routes::{Access, Location};
+    let mut doc = StaticDoc { secure_cookies: table.secure_cookies, ..StaticDoc::default() };
     for (name, served) in &table.statics {
         let name = name.as_str().to_owned();
         let prefix = match &served.route.location {
@@ -176,7 +121,7 @@ fn static_doc(table: &RouteTable) -> StaticDoc {
                 .map(|t| format!("{} {}", t.addr().ip(), t.addr().port()))
                 .collect(),
             load_balanced: served.route.load_balanced,
-            public: matches!(served.route.access, gateway_core::static_routes::Access::Public),
+            public: matches!(served.route.access, Access::Public),
             members: served.members.as_ref().map(|m| m.iter().cloned().collect()),
             tasks: served
                 .tasks
@@ -189,38 +134,26 @@ fn static_doc(table: &RouteTable) -> StaticDoc {
     doc
 }
 
-#[derive(Serialize)]
-struct RoutesDoc<'a> {
-    version: &'a str,
-    routes: &'a BTreeMap<&'a RouteId, RouteEntry<'a>>,
-    #[serde(rename = "static")]
-    static_routes: &'a StaticDoc,
-    /// TCP endpoints are served by the stream config; listed here so a restarted router keeps
-    /// their ports.
-    tcp: BTreeMap<&'a RouteId, TcpEntry<'a>>,
-}
-
-/// Renders the proxy files for `table` with `layout`.
-pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderError> {
-    let routes: BTreeMap<&RouteId, RouteEntry> = table
+/// The routing table as the proxy reads it (`routes.json`), with its version.
+fn routes_doc(table: &RouteTable) -> RoutesDoc {
+    let routes: BTreeMap<String, HttpEntry> = table
         .http
         .values()
         .map(|r| {
-            (
-                &r.id,
-                RouteEntry {
-                    host: r.target.addr().ip().to_string(),
-                    port: r.target.addr().port(),
-                    task: r.task.as_str(),
-                    strip_prefix: r.strip_prefix,
-                },
-            )
+            let entry = HttpEntry {
+                host: r.target.addr().ip().to_string(),
+                port: r.target.addr().port(),
+                task: r.task.to_string(),
+                strip_prefix: r.strip_prefix,
+            };
+            (r.id.to_string(), entry)
         })
         .collect();
-    let statics = static_doc(table);
-    let routes_version = sha256_hex(&[
+    let static_routes = static_doc(table);
+    // TCP entries are not part of the version: the proxy serves them from the stream config.
+    let version = sha256_hex(&[
         serde_json::to_vec(&routes).expect("routes serialize").as_slice(),
-        serde_json::to_vec(&statics).expect("routes serialize").as_slice(),
+        serde_json::to_vec(&static_routes).expect("routes serialize").as_slice(),
     ]);
     let tcp = table
         .tcp
@@ -230,18 +163,19 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
                 listen: r.port.get(),
                 host: r.target.addr().ip().to_string(),
                 port: r.target.addr().port(),
-                task: r.task.as_str(),
+                task: r.task.to_string(),
             };
-            (&r.id, entry)
+            (r.id.to_string(), entry)
         })
         .collect();
-    let routes_bytes = serde_json::to_vec_pretty(&RoutesDoc {
-        version: &routes_version,
-        routes: &routes,
-        static_routes: &statics,
-        tcp,
-    })
-    .expect("routes serialize");
+    RoutesDoc { version, routes, static_routes, tcp }
+}
+
+/// Renders the proxy files for `table` with `layout`.
+pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderError> {
+    let routes_doc = routes_doc(table);
+    let routes_bytes = routes_doc.to_bytes();
+    let routes_version = routes_doc.version;
 
     let mut structural = vec![
         RenderedFile::new(Dir::Lua, LUA_MODULE_FILE, LUA_MODULE.as_bytes().to_vec()),
