@@ -22,21 +22,27 @@ pub const CONF_FILE: &str = "clearml-router.conf";
 /// Name of the TCP (stream context) file in conf.d; the proxy's nginx.conf includes
 /// `conf.d/*.stream` inside `stream {}`.
 pub const STREAM_FILE: &str = "clearml-router.stream";
-/// Name of the Lua module, in the Lua directory.
-pub const LUA_MODULE_FILE: &str = "clearml_router.lua";
 /// Name of the JSON routing table, in the Lua directory.
 pub const ROUTES_FILE: &str = "routes.json";
-/// Name of the Lua auth module, its JSON settings and its key file, in the Lua directory.
-pub const AUTH_MODULE_FILE: &str = "clearml_auth.lua";
-pub const PAGES_MODULE_FILE: &str = "clearml_pages.lua";
+/// Name of the auth module's JSON settings and its key file, in the Lua directory.
 pub const AUTH_SETTINGS_FILE: &str = "auth.json";
 pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
 
 const ROUTER_CONF_TEMPLATE: &str = include_str!("../templates/router.conf.tera");
 const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.tera");
-const LUA_MODULE: &str = include_str!("../lua/clearml_router.lua");
-const AUTH_MODULE: &str = include_str!("../lua/clearml_auth.lua");
-const PAGES_MODULE: &str = include_str!("../lua/clearml_pages.lua");
+
+/// The Lua modules (file name, text), one per concern; the conf `require`s them by name.
+pub const LUA_MODULES: &[(&str, &str)] = &[
+    ("clearml_auth.lua", include_str!("../lua/clearml_auth.lua")),
+    ("clearml_control.lua", include_str!("../lua/clearml_control.lua")),
+    ("clearml_jwt.lua", include_str!("../lua/clearml_jwt.lua")),
+    ("clearml_pages.lua", include_str!("../lua/clearml_pages.lua")),
+    ("clearml_router.lua", include_str!("../lua/clearml_router.lua")),
+    ("clearml_rules.lua", include_str!("../lua/clearml_rules.lua")),
+    ("clearml_static.lua", include_str!("../lua/clearml_static.lua")),
+    ("clearml_store.lua", include_str!("../lua/clearml_store.lua")),
+    ("clearml_websocket.lua", include_str!("../lua/clearml_websocket.lua")),
+];
 
 /// How long an idle connection (websocket, SSH) is kept open.
 const IDLE_TIMEOUT: &str = "1d";
@@ -177,14 +183,15 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
     let routes_bytes = routes_doc.to_bytes();
     let routes_version = routes_doc.version;
 
-    let mut structural = vec![
-        RenderedFile::new(Dir::Lua, LUA_MODULE_FILE, LUA_MODULE.as_bytes().to_vec()),
-        RenderedFile::new(Dir::Lua, AUTH_MODULE_FILE, AUTH_MODULE.as_bytes().to_vec()),
-        RenderedFile::new(Dir::Lua, PAGES_MODULE_FILE, PAGES_MODULE.as_bytes().to_vec()),
+    let mut structural: Vec<RenderedFile> = LUA_MODULES
+        .iter()
+        .map(|(name, text)| RenderedFile::new(Dir::Lua, name, text.as_bytes().to_vec()))
+        .collect();
+    structural.extend([
         RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
         RenderedFile { secret: true, ..RenderedFile::new(Dir::Lua, AUTH_KEY_FILE, layout.auth.key_file()) },
         RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout, table)?.into_bytes()),
-    ];
+    ]);
     if let Some(company) = layout.auth.company_id.as_deref().filter(|c| !auth::valid_company_id(c)) {
         return Err(RenderError::UnsafeCompany(gateway_core::model::display_untrusted(company)));
     }
@@ -285,6 +292,7 @@ mod tests {
     use gateway_core::model::TargetPolicy;
     use gateway_core::snapshot::Snapshot;
     use serde_json::json;
+    use std::collections::BTreeSet;
 
     fn layout() -> Layout {
         Layout {
@@ -320,6 +328,33 @@ mod tests {
         let conf = String::from_utf8(conf.bytes.clone()).unwrap();
         assert!(conf.contains(&a.config_hash));
         assert!(!conf.contains("10.0.0.1"));
+    }
+
+    #[test]
+    fn every_lua_module_is_rendered_and_every_required_one_exists() {
+        let rendered = render(&layout(), &table(&[])).unwrap();
+        let lua: BTreeSet<&str> =
+            rendered.structural.iter().filter(|f| f.dir == Dir::Lua).map(|f| f.name).collect();
+        let lua_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
+        for entry in std::fs::read_dir(&lua_dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".lua") {
+                assert!(lua.contains(name.as_str()), "{name} is in {} but not rendered", lua_dir.display());
+            }
+        }
+        for file in &rendered.structural {
+            let text = String::from_utf8_lossy(&file.bytes);
+            for call in text.split("require(\"").skip(1) {
+                let module = call.split('"').next().unwrap();
+                if module.starts_with("clearml_") {
+                    assert!(
+                        lua.contains(format!("{module}.lua").as_str()),
+                        "{} requires {module}",
+                        file.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,99 @@
+-- clearml_rules: the checks routes.json entries pass (pure; the fixtures test covers documents).
+local t = require("helper")
+local rules = require("clearml_rules")
+
+t.test("route ids follow RouteId", function()
+    t.yes(rules.route_id(string.rep("a", 64)), "64-character task")
+    t.no(rules.route_id(string.rep("a", 65)), "65-character task")
+    t.yes(rules.route_id("abc__" .. string.rep("e", 64)), "64-character endpoint")
+    t.no(rules.route_id("abc__" .. string.rep("e", 65)), "65-character endpoint")
+    t.yes(rules.route_id("abc___x"), "endpoint starting with '_'")
+    t.no(rules.route_id("abc_x"), "a single '_' is in the task part")
+    t.no(rules.route_id("abc__"), "empty endpoint")
+    t.no(rules.route_id("-abc"), "task starting with '-'")
+    t.no(rules.route_id("a.b"), "dot")
+    t.no(rules.route_id(nil), "nil")
+    t.no(rules.route_id(12), "number")
+end)
+
+t.test("labels refuse a leading or trailing dash", function()
+    t.yes(rules.label("de-mo"))
+    t.no(rules.label("demo-"))
+    t.no(rules.label("-demo"))
+    t.no(rules.label("Demo"))
+    t.no(rules.label(string.rep("a", 64)))
+end)
+
+t.test("route paths follow RoutePath", function()
+    t.yes(rules.route_path("/demo"))
+    t.yes(rules.route_path("/demo/"))
+    t.yes(rules.route_path("/services"))
+    t.no(rules.route_path("/"))
+    t.no(rules.route_path("/a//b"))
+    t.no(rules.route_path("/a/../b"))
+    t.no(rules.route_path("/Service/x"), "reserved, any case")
+    t.no(rules.route_path("/__clearml_router"))
+    t.no(rules.route_path("demo"))
+end)
+
+t.test("IPv4 addresses are read as Rust reads them", function()
+    t.eq(rules.parse_ipv4("10.0.0.255"), { 10, 0, 0, 255 })
+    t.eq(rules.parse_ipv4("01.0.0.1"), nil, "leading zero")
+    t.eq(rules.parse_ipv4("256.0.0.1"), nil)
+    t.eq(rules.parse_ipv4("1.2.3"), nil)
+end)
+
+t.test("IPv6 addresses expand to eight groups", function()
+    t.eq(rules.parse_ipv6("2001:db8::1"), { 0x2001, 0xdb8, 0, 0, 0, 0, 0, 1 })
+    t.eq(rules.parse_ipv6("::ffff:10.0.0.1"), { 0, 0, 0, 0, 0, 0xffff, 0x0a00, 1 })
+    t.eq(rules.parse_ipv6("1:2:3:4:5:6:7:8"), { 1, 2, 3, 4, 5, 6, 7, 8 })
+    t.eq(rules.parse_ipv6("1:2:3:4:5:6:7::8"), nil, "'::' must stand for a group")
+    t.eq(rules.parse_ipv6("1.2.3.4::"), nil, "IPv4 only at the end")
+    t.eq(rules.parse_ipv6("12345::"), nil)
+end)
+
+t.test("targets pass the SSRF rules with loopback allowed", function()
+    for _, ok in ipairs({ "127.0.0.1", "::1", "10.0.0.1", "::ffff:10.0.0.1", "2002:0a00:0001::1" }) do
+        t.yes(rules.target_host(ok), ok)
+    end
+    for _, refused in ipairs({ "169.254.169.254", "0.0.0.0", "224.0.0.1", "255.255.255.255", "100.100.100.200",
+        "::", "fe80::1", "ff02::1", "::ffff:169.254.1.1", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1",
+        "fd00:ec2::254", "localhost", "[::1]" }) do
+        t.no(rules.target_host(refused), refused)
+    end
+end)
+
+t.test("static targets are '<ip> <port>'", function()
+    t.eq({ rules.static_target("10.0.0.1 8080") }, { "10.0.0.1", 8080 })
+    t.eq({ rules.static_target("2001:db8::2 00443") }, { "2001:db8::2", 443 })
+    t.eq(rules.static_target("10.0.0.1:80"), nil)
+    t.eq(rules.static_target("10.0.0.1 0"), nil)
+    t.eq(rules.static_target("10.0.0.1 000080"), nil)
+end)
+
+t.test("an http entry keeps its prefix only when strip_prefix is false", function()
+    t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80 }), { host = "10.0.0.1", port = 80, strip_prefix = true })
+    t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80, strip_prefix = false }).strip_prefix, false)
+    t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80, strip_prefix = "no" }), nil)
+    t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80.5 }), nil)
+end)
+
+t.test("a subdomain static route needs a valid host naming it", function()
+    local entry = { prefix = "", targets = { "10.0.0.1 80" } }
+    t.eq(rules.static_entry("web", entry, {}), nil)
+    t.eq(rules.static_entry("web", entry, { ["web-.gw"] = "web" }), nil)
+    t.eq(rules.static_entry("web", entry, { ["web.gw"] = "web" }),
+        { prefix = "", targets = { "10.0.0.1 80" }, load_balanced = false, public = false })
+end)
+
+t.test("a document of the wrong shape is refused with a reason", function()
+    local parsed, why = rules.read('{"version": "v", "routes": "x"}')
+    t.eq(parsed, nil)
+    t.yes(why:find("version and routes", 1, true), why)
+    t.eq(rules.read('{"version": "v", "routes": {"a": {"host": "10.0.0.1", "port": 0x50}}}'), nil,
+        "hex numbers are not JSON")
+    t.eq(rules.read('{"version": "v", "routes": {}, "static": {"secure_cookies": 1}}'), nil)
+    t.eq(rules.read('{"version": "v", "routes": {}}').secure_cookies, false)
+end)
+
+t.done()
