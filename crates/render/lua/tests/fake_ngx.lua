@@ -195,9 +195,17 @@ package.preload["ngx.balancer"] = function()
     }
 end
 
+-- Variables every request has; `new_request` overrides them.
+local DEFAULT_VARS = { request_uri = "/", scheme = "http", host = "gw", http_host = "gw", remote_addr = "192.0.2.1" }
+
 -- Starts a fresh request with nginx variables `vars` (method from vars.method, default GET).
 function _M.new_request(vars)
     vars = vars or {}
+    for name, value in pairs(DEFAULT_VARS) do
+        if vars[name] == nil then
+            vars[name] = value
+        end
+    end
     _M.request = { method = vars.method or "GET", headers = vars.headers or {}, logs = {}, body = "" }
     ngx.var = vars
     ngx.ctx = {}
@@ -222,6 +230,21 @@ function _M.flush()
     for _, dict in pairs(ngx.shared) do
         dict.flush_all()
     end
+end
+
+function _M.write_file(path, text)
+    local f = assert(io.open(path, "wb"))
+    f:write(text)
+    f:close()
+end
+
+-- Serves routing table `doc` (a table, encoded as routes.json) through the real loader.
+function _M.serve_table(doc)
+    local path = os.tmpname()
+    _M.write_file(path, require("cjson.safe").encode(doc))
+    _M.flush()
+    require("clearml_store").init(path)
+    os.remove(path)
 end
 
 _G.ngx = ngx

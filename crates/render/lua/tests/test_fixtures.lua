@@ -46,15 +46,10 @@ t.test("fixtures are found", function()
     t.yes(#files >= 5, "fixtures in " .. dir)
 end)
 
-local table_file = os.tmpname()
 for _, name in ipairs(files) do
     t.test(name, function()
         local fixture = assert(cjson.decode(read(dir .. "/" .. name)))
-        local f = assert(io.open(table_file, "wb"))
-        f:write(cjson.encode(fixture.document))
-        f:close()
-        fake.flush()
-        store.init(table_file)
+        fake.serve_table(fixture.document)
         local ids, statics = loaded()
         t.eq(ids, sorted(fixture.expect.routes), "routes")
         t.eq(statics, sorted(fixture.expect.static), "static routes")
@@ -62,6 +57,5 @@ for _, name in ipairs(files) do
         t.eq(store.status().error ~= nil, refused, "a refused document sets the error")
     end)
 end
-os.remove(table_file)
 
 t.done()
