@@ -41,27 +41,24 @@ function _M.send(status, code, title, message, extra_html, extra_json)
 end
 
 ---------------------------------------------------------------------------------------------
--- The gateway's own answers about routes.
+-- The gateway's own answers about routes: status, code, title, message. `unavailable` is also
+-- the error_page of the proxied locations (nginx 502/504).
 
-function _M.not_found()
-    return _M.send(404, "no_route", "No such endpoint",
-        "No ClearML task serves this address. The task may have stopped, or its endpoint was never requested.")
-end
+local ROUTE_PAGES = {
+    not_found = { 404, "no_route", "No such endpoint",
+        "No ClearML task serves this address. The task may have stopped, or its endpoint was never requested." },
+    unavailable = { 502, "task_unreachable", "Task not answering",
+        "The task's endpoint is registered, but the task does not answer on its port yet. Retry in a moment." },
+    forbidden = { 403, "forbidden", "Not allowed",
+        "Your ClearML user is not in a group allowed to use this endpoint." },
+    no_target = { 503, "no_target", "Endpoint not in use",
+        "This route is defined, but no task or target serves it right now. Retry in a moment." },
+}
 
--- Also the error_page of the proxied locations (nginx 502/504).
-function _M.unavailable()
-    return _M.send(502, "task_unreachable", "Task not answering",
-        "The task's endpoint is registered, but the task does not answer on its port yet. Retry in a moment.")
-end
-
-function _M.forbidden()
-    return _M.send(403, "forbidden", "Not allowed",
-        "Your ClearML user is not in a group allowed to use this endpoint.")
-end
-
-function _M.no_target()
-    return _M.send(503, "no_target", "Endpoint not in use",
-        "This route is defined, but no task or target serves it right now. Retry in a moment.")
+for name, page in pairs(ROUTE_PAGES) do
+    _M[name] = function()
+        return _M.send(unpack(page))
+    end
 end
 
 return _M

@@ -830,7 +830,8 @@ async fn end_to_end_hostile_tasks_are_refused_and_good_tasks_keep_routing() {
 /// the task and then answers 404.
 fn proxy_accepted_route_ids(ids: &[&str]) -> Vec<bool> {
     let lua_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../render/lua");
-    let script = "local rules = require('clearml_rules') for id in io.lines() do print(rules.route_id(id)) end";
+    let script =
+        "local rules = require('clearml_rules') for id in io.lines() do print(rules.route_id(id)) end";
     let mut child = std::process::Command::new("luajit")
         .args(["-e", script])
         .env("LUA_PATH", format!("{}/?.lua;;", lua_dir.display()))
