@@ -154,7 +154,7 @@ fn static_target(policy: &TargetPolicy, raw: &str) -> Option<Target> {
 
 /// The label a subdomain route answers on, from a key of `static.hosts`
 /// (`<label>.<router host>`): letters, digits and `. - [ ] :` (IPv6 router hosts), 253 at most.
-pub fn static_host_label(host: &str) -> Option<SubdomainLabel> {
+fn static_host_label(host: &str) -> Option<SubdomainLabel> {
     let charset_ok = host.len() <= 253
         && !host.is_empty()
         && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c));
@@ -283,6 +283,21 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 5, "fixtures missing in {}", dir.display());
+    }
+
+    /// A document with a route whose unknown field nests lists to a total depth of `depth`.
+    fn nested(depth: usize) -> String {
+        let lists = depth - 3;
+        let extra = format!("{}0{}", "[".repeat(lists), "]".repeat(lists));
+        format!(r#"{{"version":"v","routes":{{"abc":{{"host":"10.0.0.1","port":80,"extra":{extra}}}}}}}"#)
+    }
+
+    /// serde_json's nesting limit; the Lua reader sets cjson's to the same depth (its tests
+    /// check the same two documents).
+    #[test]
+    fn documents_nested_deeper_than_127_are_refused() {
+        assert_eq!(table_from_routes_file(nested(127).as_bytes()).http.len(), 1);
+        assert_eq!(table_from_routes_file(nested(128).as_bytes()).http.len(), 0);
     }
 
     #[test]

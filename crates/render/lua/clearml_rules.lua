@@ -9,10 +9,11 @@
 
 local cjson = require("cjson.safe")
 
--- A decoder of its own, stricter than cjson's defaults: no NaN, Infinity or hex numbers, which
--- are not JSON (serde refuses the document).
+-- A decoder of its own, as strict as serde_json: no NaN, Infinity or hex numbers (not JSON), and
+-- serde_json's nesting limit (127 levels).
 local json = cjson.new()
 json.decode_invalid_numbers(false)
+json.decode_max_depth(127)
 
 local _M = {}
 

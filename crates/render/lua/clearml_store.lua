@@ -48,7 +48,7 @@ end
 
 -- Puts `parsed` in the dict: new entries first, then the stale ones are deleted, so a request
 -- never sees a half-empty table. Returns how many routes and static routes are stored.
-function _M.store(parsed)
+local function store(parsed)
     local entries = dict_entries(parsed)
     -- Stored entries by kind: "route" (route ids have no ':'), "s", "p", "h".
     local stored = { route = 0, s = 0 }
@@ -86,7 +86,7 @@ local function load_file()
         state:set("error", "routing table refused (" .. why .. "); kept the previous one")
         return false
     end
-    local count, static_count = _M.store(parsed)
+    local count, static_count = store(parsed)
     state:set("static_count", static_count)
     state:set("version", parsed.version)
     state:set("count", count)

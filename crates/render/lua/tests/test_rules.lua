@@ -103,4 +103,14 @@ t.test("a document of the wrong shape is refused with a reason", function()
     t.eq(rules.read('{"version": "v", "routes": {}}').secure_cookies, false)
 end)
 
+t.test("documents nested deeper than serde_json allows are refused", function()
+    local function nested(depth)
+        local lists = depth - 3
+        return '{"version":"v","routes":{"abc":{"host":"10.0.0.1","port":80,"extra":'
+            .. string.rep("[", lists) .. "0" .. string.rep("]", lists) .. "}}}"
+    end
+    t.yes(rules.read(nested(127)).routes.abc)
+    t.eq(rules.read(nested(128)), nil)
+end)
+
 t.done()
