@@ -4,8 +4,8 @@
 -- both readers to the same answers.
 --
 -- Where cjson cannot see what serde sees, this side accepts what Rust refuses: an empty list
--- where an object is expected (or the reverse: both decode to an empty table), 80.0 as a port,
--- duplicate keys (the last wins), strings that are not UTF-8.
+-- where an object is expected (or the reverse: both decode to an empty table), a port written
+-- as 80.0 or 8e1, duplicate keys (the last wins), strings that are not UTF-8.
 
 local cjson = require("cjson.safe")
 

@@ -32,7 +32,7 @@ const ROUTER_CONF_TEMPLATE: &str = include_str!("../templates/router.conf.tera")
 const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.tera");
 
 /// The Lua modules (file name, text), one per concern; the conf `require`s them by name.
-pub const LUA_MODULES: &[(&str, &str)] = &[
+const LUA_MODULES: &[(&str, &str)] = &[
     ("clearml_auth.lua", include_str!("../lua/clearml_auth.lua")),
     ("clearml_control.lua", include_str!("../lua/clearml_control.lua")),
     ("clearml_jwt.lua", include_str!("../lua/clearml_jwt.lua")),
