@@ -8,6 +8,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# The proxy's Lua modules on their own (plain luajit, no nginx).
+scripts/lua-tests.sh
 # Every crate of the workspace: libraries, binaries and integration tests (no doc tests).
 cargo test --workspace --lib --bins --tests 2>&1 | tee "$log"
 # One closing line for the whole run.

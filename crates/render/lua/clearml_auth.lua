@@ -10,7 +10,7 @@
 -- verified identity is passed in headers the proxy sets itself.
 
 local cjson = require("cjson.safe")
-local ffi = require("ffi")
+local jwt = require("clearml_jwt")
 local pages = require("clearml_pages")
 
 local _M = {}
@@ -20,7 +20,7 @@ local settings = { enabled = false }
 local secret = nil
 
 -- Identity values become request headers: no control characters, bounded length.
-local function header_safe(value)
+function _M.header_safe(value)
     local s = tostring(value or ""):gsub("%c", "")
     return s:sub(1, 256)
 end
@@ -65,86 +65,19 @@ function _M.stats()
 end
 
 ---------------------------------------------------------------------------------------------
--- HS256 (local mode) through the OpenSSL the nginx binary already links.
-ffi.cdef([[
-typedef struct evp_md_st EVP_MD;
-const EVP_MD *EVP_sha256(void);
-unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len,
-                    const unsigned char *d, size_t n, unsigned char *md, unsigned int *md_len);
-]])
-
-local crypto = nil
-local function libcrypto()
-    if crypto == nil then
-        local ok = pcall(function() return ffi.C.HMAC end)
-        crypto = ok and ffi.C or ffi.load("crypto")
-    end
-    return crypto
-end
-
-local function hmac_sha256(key, data)
-    local lib = libcrypto()
-    local out = ffi.new("unsigned char[32]")
-    local len = ffi.new("unsigned int[1]")
-    if lib.HMAC(lib.EVP_sha256(), key, #key, data, #data, out, len) == nil then
-        return nil
-    end
-    return ffi.string(out, len[0])
-end
-
-local function b64url_decode(s)
-    if type(s) ~= "string" or not s:match("^[%w%-_]*$") then
-        return nil
-    end
-    s = s:gsub("-", "+"):gsub("_", "/")
-    local pad = #s % 4
-    if pad == 1 then
-        return nil
-    elseif pad > 0 then
-        s = s .. string.rep("=", 4 - pad)
-    end
-    return ngx.decode_base64(s)
-end
-
-local function equal_time(a, b)
-    if #a ~= #b then
-        return false
-    end
-    local diff = 0
-    for i = 1, #a do
-        diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i)))
-    end
-    return diff == 0
-end
+-- Local mode: the token's signature and expiry are checked here (clearml_jwt).
 
 -- Returns identity, or nil and the reason.
 local function verify_locally(token)
-    local h64, p64, s64 = token:match("^([%w%-_]+)%.([%w%-_]+)%.([%w%-_]*)$")
-    if not h64 then
-        return nil, "malformed token"
-    end
-    local header = cjson.decode(b64url_decode(h64) or "")
-    -- Only HS256: `alg: none` and algorithm confusion are refused here.
-    if type(header) ~= "table" or header.alg ~= "HS256" then
-        return nil, "unsupported token algorithm"
-    end
-    local signature = b64url_decode(s64)
-    local expected = hmac_sha256(secret, h64 .. "." .. p64)
-    if not signature or not expected or not equal_time(signature, expected) then
-        return nil, "bad token signature"
-    end
-    local claims = cjson.decode(b64url_decode(p64) or "")
-    if type(claims) ~= "table" or type(claims.identity) ~= "table" then
-        return nil, "token has no identity"
-    end
-    if type(claims.exp) ~= "number" or claims.exp <= ngx.time() then
-        return nil, "token expired"
+    local claims, reason = jwt.verify(token, secret, ngx.time())
+    if not claims then
+        return nil, reason
     end
     local id = claims.identity
     return {
-        user = header_safe(id.user),
-        name = header_safe(id.user_name),
-        company = header_safe(id.company),
+        user = _M.header_safe(id.user),
+        name = _M.header_safe(id.user_name),
+        company = _M.header_safe(id.company),
         exp = claims.exp,
     }
 end
@@ -173,7 +106,7 @@ local function verify_remotely(token)
     if type(company) == "table" then
         company = company.id
     end
-    return { user = header_safe(user.id), name = header_safe(user.name), company = header_safe(company) }
+    return { user = _M.header_safe(user.id), name = _M.header_safe(user.name), company = _M.header_safe(company) }
 end
 
 ---------------------------------------------------------------------------------------------
@@ -238,8 +171,8 @@ local function decide(token)
     return nil, reason, "invalid"
 end
 
-local function bearer_token()
-    local header = ngx.var.http_authorization
+-- The token of an `Authorization: Bearer <token>` header, if it is one.
+function _M.bearer_token(header)
     if type(header) ~= "string" then
         return nil
     end
@@ -254,19 +187,24 @@ local function cookie_token()
     return nil
 end
 
+-- A Cookie header without the cookie `name`; nil if nothing is left.
+function _M.without_cookie(cookies, name)
+    local kept = {}
+    for part in cookies:gmatch("[^;]+") do
+        if part:match("^%s*([^=]+)=") ~= name then
+            kept[#kept + 1] = part:gsub("^%s+", "")
+        end
+    end
+    return #kept > 0 and table.concat(kept, "; ") or nil
+end
+
 -- Removes the ClearML cookie from the Cookie header, keeping the task's own cookies.
 local function strip_credentials()
     local cookies = ngx.var.http_cookie
     if cookies then
-        local kept = {}
-        for part in cookies:gmatch("[^;]+") do
-            local name = part:match("^%s*([^=]+)=")
-            if name ~= settings.cookie_name then
-                kept[#kept + 1] = part:gsub("^%s+", "")
-            end
-        end
-        if #kept > 0 then
-            ngx.req.set_header("Cookie", table.concat(kept, "; "))
+        local kept = _M.without_cookie(cookies, settings.cookie_name)
+        if kept then
+            ngx.req.set_header("Cookie", kept)
         else
             ngx.req.clear_header("Cookie")
         end
@@ -304,7 +242,7 @@ function _M.check()
         return refuse(503, "auth_unavailable", "Gateway starting",
             "The gateway has not learned its ClearML workspace yet. Retry in a moment.", false)
     end
-    local token = bearer_token() or cookie_token()
+    local token = _M.bearer_token(ngx.var.http_authorization) or cookie_token()
     if not token or token == "" then
         return refuse(401, "unauthenticated", "Login required",
             "This endpoint belongs to a ClearML task. Log in to ClearML to open it.", true)

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use gateway_core::errors::error_chain;
 use gateway_core::model::RouteId;
+use gateway_core::routes_file::{HttpEntry, RoutesDoc, StaticDoc, StaticEntry, TcpEntry};
 use gateway_core::table::RouteTable;
 
 pub mod auth;
@@ -21,21 +22,27 @@ pub const CONF_FILE: &str = "clearml-router.conf";
 /// Name of the TCP (stream context) file in conf.d; the proxy's nginx.conf includes
 /// `conf.d/*.stream` inside `stream {}`.
 pub const STREAM_FILE: &str = "clearml-router.stream";
-/// Name of the Lua module, in the Lua directory.
-pub const LUA_MODULE_FILE: &str = "clearml_router.lua";
 /// Name of the JSON routing table, in the Lua directory.
 pub const ROUTES_FILE: &str = "routes.json";
-/// Name of the Lua auth module, its JSON settings and its key file, in the Lua directory.
-pub const AUTH_MODULE_FILE: &str = "clearml_auth.lua";
-pub const PAGES_MODULE_FILE: &str = "clearml_pages.lua";
+/// Name of the auth module's JSON settings and its key file, in the Lua directory.
 pub const AUTH_SETTINGS_FILE: &str = "auth.json";
 pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
 
 const ROUTER_CONF_TEMPLATE: &str = include_str!("../templates/router.conf.tera");
 const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.tera");
-const LUA_MODULE: &str = include_str!("../lua/clearml_router.lua");
-const AUTH_MODULE: &str = include_str!("../lua/clearml_auth.lua");
-const PAGES_MODULE: &str = include_str!("../lua/clearml_pages.lua");
+
+/// The Lua modules (file name, text), one per concern; the conf `require`s them by name.
+const LUA_MODULES: &[(&str, &str)] = &[
+    ("clearml_auth.lua", include_str!("../lua/clearml_auth.lua")),
+    ("clearml_control.lua", include_str!("../lua/clearml_control.lua")),
+    ("clearml_jwt.lua", include_str!("../lua/clearml_jwt.lua")),
+    ("clearml_pages.lua", include_str!("../lua/clearml_pages.lua")),
+    ("clearml_router.lua", include_str!("../lua/clearml_router.lua")),
+    ("clearml_rules.lua", include_str!("../lua/clearml_rules.lua")),
+    ("clearml_static.lua", include_str!("../lua/clearml_static.lua")),
+    ("clearml_store.lua", include_str!("../lua/clearml_store.lua")),
+    ("clearml_websocket.lua", include_str!("../lua/clearml_websocket.lua")),
+];
 
 /// How long an idle connection (websocket, SSH) is kept open.
 const IDLE_TIMEOUT: &str = "1d";
@@ -97,65 +104,9 @@ pub enum RenderError {
     UnsafeCompany(String),
 }
 
-#[derive(Serialize)]
-struct RouteEntry<'a> {
-    host: String,
-    port: u16,
-    task: &'a str,
-    /// Written only when false, so the common case keeps the table small.
-    #[serde(skip_serializing_if = "is_true")]
-    strip_prefix: bool,
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
-}
-
-#[derive(Serialize)]
-struct TcpEntry<'a> {
-    listen: u16,
-    host: String,
-    port: u16,
-    task: &'a str,
-}
-
-/// One enabled static route as the proxy's Lua sees it.
-#[derive(Serialize)]
-struct StaticEntry {
-    /// Path prefix stripped before the request reaches a target (`""` for subdomain routes).
-    prefix: String,
-    /// `"<ip> <port>"` each; empty: the route exists but has no target yet (503).
-    targets: Vec<String>,
-    load_balanced: bool,
-    public: bool,
-    /// Who may use it (user ids or names); absent: any login of the workspace.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    members: Option<Vec<String>>,
-    /// Task endpoints serving it (route ids): a restarted router knows what it advertised and
-    /// which task keeps a single-target route.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tasks: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct StaticDoc {
-    routes: BTreeMap<String, StaticEntry>,
-    /// Path prefix -> route name.
-    paths: BTreeMap<String, String>,
-    /// Full host name -> route name.
-    hosts: BTreeMap<String, String>,
-    /// The affinity cookie carries `Secure` (AUTH_SECURE_ENABLED).
-    secure_cookies: bool,
-}
-
 fn static_doc(table: &RouteTable) -> StaticDoc {
-    use gateway_core::static_routes::Location;
-    let mut doc = StaticDoc {
-        routes: BTreeMap::new(),
-        paths: BTreeMap::new(),
-        hosts: BTreeMap::new(),
-        secure_cookies: table.secure_cookies,
-    };
+    use gateway_core::static_routes::{Access, Location};
+    let mut doc = StaticDoc { secure_cookies: table.secure_cookies, ..StaticDoc::default() };
     for (name, served) in &table.statics {
         let name = name.as_str().to_owned();
         let prefix = match &served.route.location {
@@ -176,7 +127,7 @@ fn static_doc(table: &RouteTable) -> StaticDoc {
                 .map(|t| format!("{} {}", t.addr().ip(), t.addr().port()))
                 .collect(),
             load_balanced: served.route.load_balanced,
-            public: matches!(served.route.access, gateway_core::static_routes::Access::Public),
+            public: matches!(served.route.access, Access::Public),
             members: served.members.as_ref().map(|m| m.iter().cloned().collect()),
             tasks: served
                 .tasks
@@ -189,38 +140,26 @@ fn static_doc(table: &RouteTable) -> StaticDoc {
     doc
 }
 
-#[derive(Serialize)]
-struct RoutesDoc<'a> {
-    version: &'a str,
-    routes: &'a BTreeMap<&'a RouteId, RouteEntry<'a>>,
-    #[serde(rename = "static")]
-    static_routes: &'a StaticDoc,
-    /// TCP endpoints are served by the stream config; listed here so a restarted router keeps
-    /// their ports.
-    tcp: BTreeMap<&'a RouteId, TcpEntry<'a>>,
-}
-
-/// Renders the proxy files for `table` with `layout`.
-pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderError> {
-    let routes: BTreeMap<&RouteId, RouteEntry> = table
+/// The routing table as the proxy reads it (`routes.json`), with its version.
+fn routes_doc(table: &RouteTable) -> RoutesDoc {
+    let routes: BTreeMap<String, HttpEntry> = table
         .http
         .values()
         .map(|r| {
-            (
-                &r.id,
-                RouteEntry {
-                    host: r.target.addr().ip().to_string(),
-                    port: r.target.addr().port(),
-                    task: r.task.as_str(),
-                    strip_prefix: r.strip_prefix,
-                },
-            )
+            let entry = HttpEntry {
+                host: r.target.addr().ip().to_string(),
+                port: r.target.addr().port(),
+                task: r.task.to_string(),
+                strip_prefix: r.strip_prefix,
+            };
+            (r.id.to_string(), entry)
         })
         .collect();
-    let statics = static_doc(table);
-    let routes_version = sha256_hex(&[
+    let static_routes = static_doc(table);
+    // TCP entries are not part of the version: the proxy serves them from the stream config.
+    let version = sha256_hex(&[
         serde_json::to_vec(&routes).expect("routes serialize").as_slice(),
-        serde_json::to_vec(&statics).expect("routes serialize").as_slice(),
+        serde_json::to_vec(&static_routes).expect("routes serialize").as_slice(),
     ]);
     let tcp = table
         .tcp
@@ -230,27 +169,29 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
                 listen: r.port.get(),
                 host: r.target.addr().ip().to_string(),
                 port: r.target.addr().port(),
-                task: r.task.as_str(),
+                task: r.task.to_string(),
             };
-            (&r.id, entry)
+            (r.id.to_string(), entry)
         })
         .collect();
-    let routes_bytes = serde_json::to_vec_pretty(&RoutesDoc {
-        version: &routes_version,
-        routes: &routes,
-        static_routes: &statics,
-        tcp,
-    })
-    .expect("routes serialize");
+    RoutesDoc { version, routes, static_routes, tcp }
+}
 
-    let mut structural = vec![
-        RenderedFile::new(Dir::Lua, LUA_MODULE_FILE, LUA_MODULE.as_bytes().to_vec()),
-        RenderedFile::new(Dir::Lua, AUTH_MODULE_FILE, AUTH_MODULE.as_bytes().to_vec()),
-        RenderedFile::new(Dir::Lua, PAGES_MODULE_FILE, PAGES_MODULE.as_bytes().to_vec()),
+/// Renders the proxy files for `table` with `layout`.
+pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderError> {
+    let routes_doc = routes_doc(table);
+    let routes_bytes = routes_doc.to_bytes();
+    let routes_version = routes_doc.version;
+
+    let mut structural: Vec<RenderedFile> = LUA_MODULES
+        .iter()
+        .map(|(name, text)| RenderedFile::new(Dir::Lua, name, text.as_bytes().to_vec()))
+        .collect();
+    structural.extend([
         RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
         RenderedFile { secret: true, ..RenderedFile::new(Dir::Lua, AUTH_KEY_FILE, layout.auth.key_file()) },
         RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout, table)?.into_bytes()),
-    ];
+    ]);
     if let Some(company) = layout.auth.company_id.as_deref().filter(|c| !auth::valid_company_id(c)) {
         return Err(RenderError::UnsafeCompany(gateway_core::model::display_untrusted(company)));
     }
@@ -351,6 +292,7 @@ mod tests {
     use gateway_core::model::TargetPolicy;
     use gateway_core::snapshot::Snapshot;
     use serde_json::json;
+    use std::collections::BTreeSet;
 
     fn layout() -> Layout {
         Layout {
@@ -386,6 +328,33 @@ mod tests {
         let conf = String::from_utf8(conf.bytes.clone()).unwrap();
         assert!(conf.contains(&a.config_hash));
         assert!(!conf.contains("10.0.0.1"));
+    }
+
+    #[test]
+    fn every_lua_module_is_rendered_and_every_required_one_exists() {
+        let rendered = render(&layout(), &table(&[])).unwrap();
+        let lua: BTreeSet<&str> =
+            rendered.structural.iter().filter(|f| f.dir == Dir::Lua).map(|f| f.name).collect();
+        let lua_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
+        for entry in std::fs::read_dir(&lua_dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".lua") {
+                assert!(lua.contains(name.as_str()), "{name} is in {} but not rendered", lua_dir.display());
+            }
+        }
+        for file in &rendered.structural {
+            let text = String::from_utf8_lossy(&file.bytes);
+            for call in text.split("require(\"").skip(1) {
+                let module = call.split('"').next().unwrap();
+                if module.starts_with("clearml_") {
+                    assert!(
+                        lua.contains(format!("{module}.lua").as_str()),
+                        "{} requires {module}",
+                        file.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

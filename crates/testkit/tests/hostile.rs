@@ -825,27 +825,42 @@ async fn end_to_end_hostile_tasks_are_refused_and_good_tasks_keep_routing() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
-/// The proxy's own rule for route ids (lua/clearml_router.lua `valid_route_id`): a route the
-/// router accepts but the proxy skips is advertised to the task and then answers 404.
-fn proxy_accepts_route_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    id.len() <= 160
-        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+/// Asks the proxy's own rule for route ids (lua/clearml_rules.lua `route_id`, run by luajit)
+/// which of `ids` it accepts: a route the router accepts but the proxy skips is advertised to
+/// the task and then answers 404.
+fn proxy_accepted_route_ids(ids: &[&str]) -> Vec<bool> {
+    let lua_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../render/lua");
+    let script =
+        "local rules = require('clearml_rules') for id in io.lines() do print(rules.route_id(id)) end";
+    let mut child = std::process::Command::new("luajit")
+        .args(["-e", script])
+        .env("LUA_PATH", format!("{}/?.lua;;", lua_dir.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("luajit runs");
+    let input = ids.iter().map(|id| format!("{id}\n")).collect::<String>();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|line| line == "true").collect()
 }
 
 #[test]
 fn every_route_the_router_accepts_is_one_the_proxy_serves() {
-    let tasks = ["-zz", "-", "--", "-a__b"]
+    let longest = "f".repeat(64);
+    let tasks = ["-zz", "-", "--", "-a__b", "zz-", "0123456789abcdef0123456789abcdef", &longest]
         .iter()
         .map(|id| task_doc(&json!(id), "dash", &http_runtime(json!("10.0.0.5"), json!(80))))
         .collect();
     let table = RouteTable::build(&Snapshot { tasks, company: None }, &library_policy(false));
-    for id in table.http.keys() {
-        assert!(
-            proxy_accepts_route_id(id.as_str()),
-            "route {id} is routed by the router but skipped by the proxy"
-        );
+    let ids: Vec<&str> = table.http.keys().map(|id| id.as_str()).collect();
+    let accepted = proxy_accepted_route_ids(&ids);
+    assert_eq!(accepted.len(), ids.len(), "one answer per id");
+    assert!(ids.len() >= 3, "the valid ids are routed: {ids:?}");
+    for (id, accepted) in ids.iter().zip(accepted) {
+        assert!(accepted, "route {id} is routed by the router but skipped by the proxy");
     }
 }
 

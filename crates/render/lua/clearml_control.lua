@@ -1,0 +1,53 @@
+-- Control and status: request counts per route (log phase) and the loopback status endpoint the
+-- router polls to confirm which structural config and routing table this proxy serves.
+
+local cjson = require("cjson.safe")
+local auth = require("clearml_auth")
+local store = require("clearml_store")
+
+local _M = {}
+
+local requests = ngx.shared.clearml_requests
+
+-- log_by_lua: count requests per route (read by the router for its metrics).
+function _M.count()
+    local id = ngx.ctx.clearml_route
+    if id then
+        requests:incr(id, 1, 0)
+    end
+end
+
+local function request_counts()
+    local counts = {}
+    for _, id in ipairs(requests:get_keys(1024)) do
+        counts[id] = requests:get(id)
+    end
+    return counts
+end
+
+-- The status document.
+function _M.report(config_hash)
+    local served = store.status()
+    return {
+        config_hash = config_hash,
+        routes_version = served.routes_version,
+        routes = served.routes,
+        error = served.error,
+        auth = auth.enabled() and "enabled" or "disabled",
+        auth_stats = auth.stats(),
+        requests = request_counts(),
+    }
+end
+
+-- content_by_lua of the status endpoint. A POST loads the routing table first, so the router
+-- need not wait for the poller.
+function _M.status(config_hash)
+    if ngx.req.get_method() == "POST" then
+        store.load(true)
+    end
+    ngx.header["Content-Type"] = "application/json"
+    ngx.header["Cache-Control"] = "no-store"
+    ngx.say(cjson.encode(_M.report(config_hash)))
+end
+
+return _M

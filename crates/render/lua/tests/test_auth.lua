@@ -1,0 +1,64 @@
+-- clearml_auth: credentials in, identity headers out, refusals as error pages.
+local t = require("helper")
+local fake = require("fake_ngx")
+local cjson = require("cjson.safe")
+local auth = require("clearml_auth")
+local login = require("login")
+
+t.test("pure helpers: bearer tokens, cookie stripping, header-safe values", function()
+    t.eq(auth.bearer_token("Bearer abc.def-_=  "), "abc.def-_=")
+    t.eq(auth.bearer_token("Basic abc"), nil)
+    t.eq(auth.bearer_token("Bearer a b"), nil)
+    t.eq(auth.bearer_token(nil), nil)
+    t.eq(auth.without_cookie("a=1; clearml_token=x;b=2", "clearml_token"), "a=1; b=2")
+    t.eq(auth.without_cookie("clearml_token=x", "clearml_token"), nil)
+    t.eq(auth.header_safe("ali\r\nce"), "alice")
+    t.eq(#auth.header_safe(string.rep("x", 300)), 256)
+end)
+
+t.test("disabled: every request passes untouched", function()
+    fake.new_request({})
+    t.eq(fake.run(auth.check), nil)
+    t.no(auth.enabled())
+end)
+
+login.enable(auth)
+
+t.test("no credentials: 401 JSON with the login URL", function()
+    fake.new_request({ request_uri = "/service/x/", scheme = "http", http_host = "gw" })
+    local ended = fake.run(auth.check)
+    t.eq(ended.status, 401)
+    local body = cjson.decode(fake.request.body)
+    t.eq({ body.error, body.login_url }, { "unauthenticated", "https://app.example/login" })
+    t.eq(ngx.header["WWW-Authenticate"], 'Bearer realm="clearml"')
+end)
+
+t.test("a valid bearer token: identity set, credentials removed", function()
+    local token = login.token(login.user("u1", "alice"))
+    fake.new_request({
+        http_authorization = "Bearer " .. token,
+        http_cookie = "theirs=1; clearml_token=" .. token,
+        headers = { Authorization = "Bearer " .. token, Cookie = "theirs=1; clearml_token=" .. token },
+    })
+    t.eq(fake.run(auth.check), nil)
+    t.eq({ ngx.var.clearml_user_id, ngx.var.clearml_user_name, ngx.var.clearml_company_id }, { "u1", "alice", "c1" })
+    t.eq(fake.request.headers, { Cookie = "theirs=1" })
+end)
+
+t.test("a token of another workspace: 403", function()
+    fake.new_request({ http_cookie = "clearml_token=x", cookie_clearml_token = login.token(login.user("u1", "a", "c2")) })
+    t.eq(fake.run(auth.check).status, 403)
+end)
+
+t.test("a bad token: 401 naming the reason; the decision is cached", function()
+    local token = login.token(login.user("u1", "a"), 600, "other key")
+    local misses = auth.stats().cache_misses
+    for _ = 1, 2 do
+        fake.new_request({ http_authorization = "Bearer " .. token })
+        t.eq(fake.run(auth.check).status, 401)
+        t.yes(fake.request.body:find("bad token signature", 1, true), fake.request.body)
+    end
+    t.eq(auth.stats().cache_misses, misses + 1)
+end)
+
+t.done()
