@@ -8,7 +8,7 @@ use crate::apply::probe::ProxyProbe;
 use crate::apply::reloader::{ProcessReloader, Reloader};
 use crate::apply::validate::{ValidateConfig, Validator};
 use crate::apply::{AnyReloader, Applier};
-use crate::config::{ReloaderKind, Settings};
+use crate::config::{env, ReloaderKind, Settings};
 use crate::router::RouterLoop;
 use clearml_api::{ClearmlClient, Credentials};
 use gateway_render::main_conf::modules_include_default;
@@ -80,19 +80,20 @@ pub struct HostFacts {
 /// `ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG`, else the process reloader if the pid file names a
 /// running nginx master on this host (demo, tests, a router installed beside nginx), else Docker
 /// if the socket exists, else the process reloader.
-pub fn choose_reloader(wanted: ReloaderKind, host: HostFacts) -> (ReloaderKind, &'static str) {
+pub fn choose_reloader(wanted: ReloaderKind, host: HostFacts) -> (ReloaderKind, String) {
     match wanted {
-        ReloaderKind::Docker => (ReloaderKind::Docker, "ROUTER_RELOADER=docker"),
-        ReloaderKind::Process => (ReloaderKind::Process, "ROUTER_RELOADER=process"),
-        ReloaderKind::File => (ReloaderKind::File, "ROUTER_RELOADER=file"),
         ReloaderKind::Auto if host.auto_reload_config => {
-            (ReloaderKind::File, "auto: ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG=true")
+            (ReloaderKind::File, format!("auto: {}=true", env::AUTO_RELOAD_CONFIG))
         }
-        ReloaderKind::Auto if host.local_master => {
-            (ReloaderKind::Process, "auto: ROUTER_NGINX_PID_FILE names a running nginx master on this host")
+        ReloaderKind::Auto if host.local_master => (
+            ReloaderKind::Process,
+            format!("auto: {} names a running nginx master on this host", env::ROUTER_NGINX_PID_FILE),
+        ),
+        ReloaderKind::Auto if host.docker_socket => {
+            (ReloaderKind::Docker, "auto: the Docker socket exists".into())
         }
-        ReloaderKind::Auto if host.docker_socket => (ReloaderKind::Docker, "auto: the Docker socket exists"),
-        ReloaderKind::Auto => (ReloaderKind::Process, "auto: no Docker socket and no file watch"),
+        ReloaderKind::Auto => (ReloaderKind::Process, "auto: no Docker socket and no file watch".into()),
+        explicit => (explicit, format!("{}={explicit}", env::ROUTER_RELOADER)),
     }
 }
 
@@ -164,7 +165,7 @@ pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
     };
     tracing::info!(
         reloader = %kind,
-        reason,
+        %reason,
         how = %reloader.describe(),
         validation = %validator.describe(),
         "reloader chosen"
