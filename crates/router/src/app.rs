@@ -11,7 +11,6 @@ use crate::apply::{AnyReloader, Applier};
 use crate::config::{env, ReloaderKind, Settings};
 use crate::router::RouterLoop;
 use clearml_api::{ClearmlClient, Credentials};
-use gateway_render::main_conf::modules_include_default;
 use gateway_render::{AuthLayout, Layout};
 
 /// The proxy layout for these settings; `company_id` is the router's own ClearML company
@@ -53,7 +52,7 @@ pub fn validator(settings: &Settings) -> Validator {
     Validator {
         nginx_bin: settings.proxy.nginx_bin.clone(),
         luajit_bin: settings.proxy.luajit_bin.clone(),
-        modules_include: modules_include_default(),
+        modules_include: settings.proxy.modules_include.clone(),
     }
 }
 
@@ -142,7 +141,7 @@ pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
                 proxy: docker.clone(),
                 nginx_bin: proxy.nginx_bin.clone(),
                 luajit_bin: proxy.luajit_bin.clone(),
-                modules_include: modules_include_default(),
+                modules_include: proxy.modules_include.clone(),
             };
             // Inside the shared conf.d volume, where the proxy container sees the same path.
             let staging = proxy.conf_dir.join(STAGING_DIR_NAME);

@@ -1,5 +1,7 @@
 //! Every default in one place: the parser falls back to these and `--help` prints them.
 
+use gateway_render::main_conf::DEBIAN_MODULES_INCLUDE;
+
 use super::values::{LogLevel, ReloaderKind};
 
 /// What each unset (or blank) variable means.
@@ -27,6 +29,8 @@ pub struct Defaults {
     pub pid_file: &'static str,
     pub nginx_bin: &'static str,
     pub luajit_bin: &'static str,
+    /// The nginx `include` that loads the Lua modules when the router validates a render.
+    pub modules_include: &'static str,
     pub allow_loopback_targets: bool,
     pub status_address: &'static str,
     pub reloader: ReloaderKind,
@@ -58,6 +62,7 @@ impl Default for Defaults {
             pid_file: "/run/nginx.pid",
             nginx_bin: "nginx",
             luajit_bin: "luajit",
+            modules_include: DEBIAN_MODULES_INCLUDE,
             allow_loopback_targets: false,
             status_address: "127.0.0.1:18081",
             reloader: ReloaderKind::Auto,

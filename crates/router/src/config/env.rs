@@ -30,6 +30,7 @@ pub const ROUTER_PROXY_CONTROL_PORT: &str = "ROUTER_PROXY_CONTROL_PORT";
 pub const ROUTER_NGINX_PID_FILE: &str = "ROUTER_NGINX_PID_FILE";
 pub const ROUTER_NGINX_BIN: &str = "ROUTER_NGINX_BIN";
 pub const ROUTER_LUAJIT_BIN: &str = "ROUTER_LUAJIT_BIN";
+pub const ROUTER_NGINX_MODULES_INCLUDE: &str = "ROUTER_NGINX_MODULES_INCLUDE";
 pub const ROUTER_ALLOW_LOOPBACK_TARGETS: &str = "ROUTER_ALLOW_LOOPBACK_TARGETS";
 pub const ROUTER_STATUS_ADDRESS: &str = "ROUTER_STATUS_ADDRESS";
 pub const ROUTER_RELOADER: &str = "ROUTER_RELOADER";
@@ -41,7 +42,7 @@ pub const ROUTER_GROUPS_FILE: &str = "ROUTER_GROUPS_FILE";
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
 /// Every variable [`super::RawEnv`] keeps; the rest of the environment is never read.
-pub const ALL: [&str; 36] = [
+pub const ALL: [&str; 37] = [
     ROUTER_NAME,
     ROUTER_URL,
     SERVER_PORT,
@@ -71,6 +72,7 @@ pub const ALL: [&str; 36] = [
     ROUTER_NGINX_PID_FILE,
     ROUTER_NGINX_BIN,
     ROUTER_LUAJIT_BIN,
+    ROUTER_NGINX_MODULES_INCLUDE,
     ROUTER_ALLOW_LOOPBACK_TARGETS,
     ROUTER_STATUS_ADDRESS,
     ROUTER_RELOADER,

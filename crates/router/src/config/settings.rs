@@ -49,6 +49,8 @@ pub struct ProxySettings {
     pub pid_file: PathBuf,
     pub nginx_bin: PathBuf,
     pub luajit_bin: PathBuf,
+    /// The nginx `include` that loads the Lua modules for `nginx -t` (`ROUTER_NGINX_MODULES_INCLUDE`).
+    pub modules_include: String,
     pub auto_reload_config: bool,
     /// How the proxy is told to load new structural config (`ROUTER_RELOADER`).
     pub reloader: ReloaderKind,
@@ -231,6 +233,11 @@ fn proxy(raw: &RawEnv, d: &Defaults, e: &mut Errors, control_port: Option<Port>)
         pid_file: parse::path(raw.var(env::ROUTER_NGINX_PID_FILE), d.pid_file),
         nginx_bin: parse::path(raw.var(env::ROUTER_NGINX_BIN), d.nginx_bin),
         luajit_bin: parse::path(raw.var(env::ROUTER_LUAJIT_BIN), d.luajit_bin),
+        modules_include: raw
+            .var(env::ROUTER_NGINX_MODULES_INCLUDE)
+            .present()
+            .unwrap_or(d.modules_include)
+            .to_owned(),
         auto_reload_config: auto_reload_config?,
         reloader: reloader?,
         container: container?,

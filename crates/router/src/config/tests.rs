@@ -80,6 +80,9 @@ fn deployment_settings_parse_with_defaults_and_clear_errors() {
     assert_eq!(s.proxy.reloader, ReloaderKind::Auto);
     assert_eq!(s.proxy.container, "task_traffic_webserver");
     assert_eq!(s.proxy.docker_socket, PathBuf::from("/var/run/docker.sock"));
+    assert_eq!(s.proxy.modules_include, "/etc/nginx/modules-enabled/*.conf");
+    let include = env(&[("ROUTER_NGINX_MODULES_INCLUDE", "/x/*.conf")]).unwrap().proxy.modules_include;
+    assert_eq!(include, "/x/*.conf");
     let s = env(&[
         ("ROUTER_RELOADER", "Docker"),
         ("ROUTER_PROXY_CONTAINER", "/gw_task_traffic_webserver_1"),
