@@ -344,7 +344,7 @@ impl<R: Reloader> RouterLoop<R> {
             QueueFilter::Names(patterns) => {
                 let ids = self.queue_ids(&patterns.clone()).await?;
                 if ids.is_empty() {
-                    tracing::debug!("no queue matches LISTEN_QUEUE_NAME; routing nothing");
+                    tracing::debug!("no queue matches {}; routing nothing", env::LISTEN_QUEUE_NAME);
                     return Ok(Snapshot::default());
                 }
                 TaskQuery { queue_ids: Some(ids) }
