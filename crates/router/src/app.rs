@@ -164,7 +164,7 @@ pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
     };
     tracing::info!(
         reloader = %kind,
-        %reason,
+        reason = reason.as_str(),
         how = %reloader.describe(),
         validation = %validator.describe(),
         "reloader chosen"
