@@ -1,7 +1,7 @@
 //! The configuration part of `clearml-router --help`, from the variable names and defaults.
 
 use super::defaults::Defaults;
-use super::env;
+use gateway_core::env;
 
 /// Lines of `NAME   meaning`, with the defaults the parser uses.
 pub fn help() -> String {

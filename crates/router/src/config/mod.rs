@@ -4,12 +4,10 @@
 //! router's variables as strings, then [`Settings::from_raw`] parses each one into its type and
 //! reports every problem as one line naming the variable, what is wrong and how to fix it.
 //!
-//! - [`env`]: the variable names, for the parser and for every message that names one;
+//! - [`env`] (from `gateway_core`, so that lower crates name variables too): the variable names;
 //! - `defaults`: what an unset variable means ([`Defaults`]), for the parser and `--help`;
 //! - `raw`, `parse`, `values`: reading and checking single variables;
 //! - `settings`: the validated [`Settings`] and how they are assembled.
-
-pub mod env;
 
 mod defaults;
 mod error;
@@ -24,6 +22,7 @@ mod tests;
 
 pub use defaults::{default_login_url, default_web_host, Defaults};
 pub use error::ConfigError;
+pub use gateway_core::env;
 pub use gateway_core::secret::Secret;
 pub use help::help;
 pub use raw::{RawEnv, Var};

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::env;
 use super::error::{bad, ConfigError};
+use gateway_core::env;
 
 /// The router's variables, keyed by their [`env`] name. Names match case-insensitively, as they
 /// always have, so `router_url` sets `ROUTER_URL`.

@@ -9,11 +9,11 @@ use gateway_core::model::Port;
 use gateway_core::secret::Secret;
 
 use super::defaults::{default_login_url, default_web_host, Defaults};
-use super::env;
 use super::error::{bad, ConfigError, Errors};
 use super::parse;
 use super::raw::RawEnv;
 use super::values::{LogLevel, QueueFilter, ReloaderKind};
+use gateway_core::env;
 
 /// Bounds of the `*_SECONDS` variables.
 const TTL_RANGE: (f64, f64) = (1.0, 3600.0);

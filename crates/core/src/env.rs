@@ -1,5 +1,6 @@
-//! The environment variable names, the enterprise router's (drop-in). Every module that names a
-//! variable in a message uses these, so a rename cannot leave a stale name behind.
+//! The router's environment variable names, the enterprise router's (drop-in). The router's
+//! config parses them and every crate that names one in a message uses these (here, at the bottom
+//! of the crate graph), so a rename cannot leave a stale name behind.
 
 pub const ROUTER_NAME: &str = "ROUTER_NAME";
 pub const ROUTER_URL: &str = "ROUTER_URL";
@@ -38,10 +39,10 @@ pub const ROUTER_PROXY_CONTAINER: &str = "ROUTER_PROXY_CONTAINER";
 pub const ROUTER_DOCKER_SOCKET: &str = "ROUTER_DOCKER_SOCKET";
 pub const ROUTER_STATIC_ROUTES_FILE: &str = "ROUTER_STATIC_ROUTES_FILE";
 pub const ROUTER_GROUPS_FILE: &str = "ROUTER_GROUPS_FILE";
-/// Read by clap for `--log-json`, not by [`super::Settings`].
+/// Read by clap for `--log-json`, not by the router's settings.
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
-/// Every variable [`super::RawEnv`] keeps; the rest of the environment is never read.
+/// Every variable the router's settings read; the rest of the environment is never read.
 pub const ALL: [&str; 37] = [
     ROUTER_NAME,
     ROUTER_URL,
