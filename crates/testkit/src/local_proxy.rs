@@ -9,17 +9,18 @@ use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
 use clearml_router::apply::probe::ProxyProbe;
-use clearml_router::config::{env, Defaults};
+use clearml_router::config::{env, Defaults, RawEnv};
 use gateway_core::table::RouteTable;
 use gateway_render::main_conf::MainConf;
 use gateway_render::{render, Layout};
 
 /// The modules include for an nginx the tests start, from the environment as the router reads it.
 pub fn modules_include() -> String {
-    std::env::var(env::ROUTER_NGINX_MODULES_INCLUDE)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| Defaults::default().modules_include.into())
+    let raw = RawEnv::from_process_env().unwrap_or_default();
+    raw.var(env::ROUTER_NGINX_MODULES_INCLUDE)
+        .present()
+        .unwrap_or(Defaults::default().modules_include)
+        .to_owned()
 }
 
 pub struct LocalProxy {

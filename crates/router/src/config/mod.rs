@@ -7,7 +7,9 @@
 //! - [`env`] (from `gateway_core`, so that lower crates name variables too): the variable names;
 //! - `defaults`: what an unset variable means ([`Defaults`]), for the parser and `--help`;
 //! - `raw`, `parse`, `values`: reading and checking single variables;
-//! - `settings`: the validated [`Settings`] and how they are assembled.
+//! - `error`: the one-line [`ConfigError`] and the accumulator that keeps parsing after one;
+//! - `settings`: the validated [`Settings`] and how they are assembled;
+//! - `help`: the configuration part of `--help`.
 
 mod defaults;
 mod error;
