@@ -1,5 +1,7 @@
 use std::fmt;
 
+use gateway_core::env;
+
 /// A failed ClearML API call, typed by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -7,7 +9,11 @@ pub enum ApiError {
     Transport { endpoint: String, detail: String },
     #[error("ClearML {endpoint}: no answer within {seconds:.1}s")]
     Timeout { endpoint: String, seconds: f64 },
-    #[error("ClearML {endpoint}: login refused ({subcode}: {message}); check CLEARML_API_ACCESS_KEY and CLEARML_API_SECRET_KEY")]
+    #[error(
+        "ClearML {endpoint}: login refused ({subcode}: {message}); check {} and {}",
+        env::CLEARML_API_ACCESS_KEY,
+        env::CLEARML_API_SECRET_KEY
+    )]
     BadCredentials { endpoint: String, subcode: u32, message: String },
     #[error("ClearML {endpoint}: unauthorized ({subcode}: {message})")]
     Unauthorized { endpoint: String, subcode: u32, message: String },

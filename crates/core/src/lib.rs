@@ -1,10 +1,11 @@
 //! The gateway's pure core: everything that decides what is routed, with no I/O but reading a
 //! file the caller names. Modules depend only on those above them in this list:
 //!
-//! `errors`, `time`, `secret`, `model` (validated types) → `static_routes` (the operator's routes)
+//! `env` (variable names), `errors`, `time`, `secret`, `model` (validated types) → `static_routes` (the operator's routes)
 //! → `table` (the desired state) → `task` (reading a task, the runtime-key protocol) → `tcp_ports`
 //! (port allocation) → `reconcile` (building the table) → `routes_file` (the routes.json schema).
 
+pub mod env;
 pub mod errors;
 pub mod model;
 pub mod reconcile;

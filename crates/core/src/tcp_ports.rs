@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::env;
 use crate::model::{Port, RouteId};
 use crate::table::{Refusal, TcpRoute};
 use crate::task::TcpRequest;
@@ -35,7 +36,10 @@ pub fn allocate(
         for r in requests {
             refusals.push(refusal(
                 &r,
-                "TCP_ROUTER_ADDRESS is not set, so the router cannot publish TCP endpoints",
+                &format!(
+                    "{} is not set, so the router cannot publish TCP endpoints",
+                    env::TCP_ROUTER_ADDRESS
+                ),
             ));
         }
         return (BTreeMap::new(), refusals);
@@ -57,8 +61,11 @@ pub fn allocate(
                 refusals.push(refusal(
                     &r,
                     &format!(
-                        "no free TCP port: all {size} ports of TCP_PORT_START..TCP_PORT_END ({}..{}) are in use",
-                        plan.first_port, plan.last_port
+                        "no free TCP port: all {size} ports of {}..{} ({}..{}) are in use",
+                        env::TCP_PORT_START,
+                        env::TCP_PORT_END,
+                        plan.first_port,
+                        plan.last_port
                     ),
                 ));
                 continue;

@@ -67,7 +67,3 @@ fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
-
-pub fn modules_include_default() -> String {
-    std::env::var("ROUTER_NGINX_MODULES_INCLUDE").unwrap_or_else(|_| DEBIAN_MODULES_INCLUDE.into())
-}

@@ -8,10 +8,9 @@ use crate::apply::probe::ProxyProbe;
 use crate::apply::reloader::{ProcessReloader, Reloader};
 use crate::apply::validate::{ValidateConfig, Validator};
 use crate::apply::{AnyReloader, Applier};
-use crate::config::{ReloaderKind, Settings};
+use crate::config::{env, ReloaderKind, Settings};
 use crate::router::RouterLoop;
 use clearml_api::{ClearmlClient, Credentials};
-use gateway_render::main_conf::modules_include_default;
 use gateway_render::{AuthLayout, Layout};
 
 /// The proxy layout for these settings; `company_id` is the router's own ClearML company
@@ -53,7 +52,7 @@ pub fn validator(settings: &Settings) -> Validator {
     Validator {
         nginx_bin: settings.proxy.nginx_bin.clone(),
         luajit_bin: settings.proxy.luajit_bin.clone(),
-        modules_include: modules_include_default(),
+        modules_include: settings.proxy.modules_include.clone(),
     }
 }
 
@@ -80,19 +79,20 @@ pub struct HostFacts {
 /// `ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG`, else the process reloader if the pid file names a
 /// running nginx master on this host (demo, tests, a router installed beside nginx), else Docker
 /// if the socket exists, else the process reloader.
-pub fn choose_reloader(wanted: ReloaderKind, host: HostFacts) -> (ReloaderKind, &'static str) {
+pub fn choose_reloader(wanted: ReloaderKind, host: HostFacts) -> (ReloaderKind, String) {
     match wanted {
-        ReloaderKind::Docker => (ReloaderKind::Docker, "ROUTER_RELOADER=docker"),
-        ReloaderKind::Process => (ReloaderKind::Process, "ROUTER_RELOADER=process"),
-        ReloaderKind::File => (ReloaderKind::File, "ROUTER_RELOADER=file"),
         ReloaderKind::Auto if host.auto_reload_config => {
-            (ReloaderKind::File, "auto: ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG=true")
+            (ReloaderKind::File, format!("auto: {}=true", env::AUTO_RELOAD_CONFIG))
         }
-        ReloaderKind::Auto if host.local_master => {
-            (ReloaderKind::Process, "auto: ROUTER_NGINX_PID_FILE names a running nginx master on this host")
+        ReloaderKind::Auto if host.local_master => (
+            ReloaderKind::Process,
+            format!("auto: {} names a running nginx master on this host", env::ROUTER_NGINX_PID_FILE),
+        ),
+        ReloaderKind::Auto if host.docker_socket => {
+            (ReloaderKind::Docker, "auto: the Docker socket exists".into())
         }
-        ReloaderKind::Auto if host.docker_socket => (ReloaderKind::Docker, "auto: the Docker socket exists"),
-        ReloaderKind::Auto => (ReloaderKind::Process, "auto: no Docker socket and no file watch"),
+        ReloaderKind::Auto => (ReloaderKind::Process, "auto: no Docker socket and no file watch".into()),
+        explicit => (explicit, format!("{}={explicit}", env::ROUTER_RELOADER)),
     }
 }
 
@@ -141,7 +141,7 @@ pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
                 proxy: docker.clone(),
                 nginx_bin: proxy.nginx_bin.clone(),
                 luajit_bin: proxy.luajit_bin.clone(),
-                modules_include: modules_include_default(),
+                modules_include: proxy.modules_include.clone(),
             };
             // Inside the shared conf.d volume, where the proxy container sees the same path.
             let staging = proxy.conf_dir.join(STAGING_DIR_NAME);
@@ -164,7 +164,7 @@ pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
     };
     tracing::info!(
         reloader = %kind,
-        reason,
+        reason = reason.as_str(),
         how = %reloader.describe(),
         validation = %validator.describe(),
         "reloader chosen"

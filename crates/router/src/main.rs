@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use clearml_api as clearml;
 use clearml_router::app;
-use clearml_router::config::{RawEnv, Settings};
+use clearml_router::config::{env, ConfigError, Defaults, LogLevel, QueueFilter, RawEnv, Settings};
 use clearml_router::dry_run::DryRun;
 use clearml_router::router::{identity, target_policy, tcp_plan};
 use clearml_router::selftest::SelfTest;
@@ -20,21 +20,11 @@ use gateway_core::table::RouteTable;
 const ABOUT: &str = "Routes ClearML tasks that ask for an external endpoint through an nginx + Lua \
 proxy (open-source drop-in for the task_traffic_router container).";
 
-const AFTER_HELP: &str = "\
-Configuration comes from the environment, with the enterprise router's names:
-  CLEARML_API_HOST, CLEARML_API_ACCESS_KEY, CLEARML_API_SECRET_KEY   ClearML server and credentials
-  ROUTER_URL                         external URL of the gateway (endpoints are <ROUTER_URL>/service/<task id>/)
-  ROUTER__WEBSERVER__SERVER_PORT     port the proxy serves HTTP on (default 8080)
-  ROUTER_NAME, LISTEN_QUEUE_NAME     router name; queues to route (comma/space separated, wildcards, `none` = all)
-  LOGGER_LEVEL                       debug | info | warning | error
-  ROUTER_STATUS_ADDRESS              status page, JSON API and /metrics (default 127.0.0.1:18081)
-See README.md for every setting. Secrets are never printed.";
-
 #[derive(Parser)]
-#[command(name = "clearml-router", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(name = "clearml-router", version, about = ABOUT, after_help = clearml_router::config::help())]
 struct Cli {
     /// Log as JSON lines instead of text.
-    #[arg(long, global = true, env = "ROUTER_LOG_JSON")]
+    #[arg(long, global = true, env = env::ROUTER_LOG_JSON)]
     log_json: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -78,7 +68,7 @@ enum Command {
     },
 }
 
-fn init_logging(json: bool, level: &str) {
+fn init_logging(json: bool, level: LogLevel) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn")));
     use std::io::IsTerminal;
@@ -94,7 +84,7 @@ fn init_logging(json: bool, level: &str) {
     }
 }
 
-fn settings_or_exit(raw: Result<RawEnv, clearml_router::config::ConfigError>) -> Result<Settings, ExitCode> {
+fn settings_or_exit(raw: Result<RawEnv, ConfigError>) -> Result<Settings, ExitCode> {
     let result = raw.map_err(|e| vec![e]).and_then(Settings::from_raw);
     result.map_err(|errors| {
         for e in errors {
@@ -107,22 +97,23 @@ fn settings_or_exit(raw: Result<RawEnv, clearml_router::config::ConfigError>) ->
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = std::env::var("LOGGER_LEVEL").unwrap_or_else(|_| "info".into()).to_ascii_lowercase();
-    let level = if level == "warning" { "warn".to_owned() } else { level };
-    init_logging(cli.log_json, &level);
+    let raw = RawEnv::from_process_env();
+    // Logging starts before the settings are checked; a bad level is reported with them.
+    let level = raw.as_ref().ok().and_then(|r| LogLevel::parse(r.var(env::LOGGER_LEVEL).value?));
+    init_logging(cli.log_json, level.unwrap_or(Defaults::default().log_level));
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            let settings = match settings_or_exit(RawEnv::from_process_env()) {
+            let settings = match settings_or_exit(raw) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
             run(settings).await
         }
         Command::ConfigDryRun { snapshot, out, previous, strict } => {
-            return dry_run(snapshot, out, previous, strict).await;
+            return dry_run(raw, snapshot, out, previous, strict).await;
         }
         Command::Test { queue, pickup_timeout } => {
-            let settings = match settings_or_exit(RawEnv::from_process_env()) {
+            let settings = match settings_or_exit(raw) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -188,7 +179,10 @@ async fn self_test(settings: &Settings, queue: &str, pickup_timeout: u64) -> Exi
             r.json::<serde_json::Value>().await.ok().and_then(clearml_router::selftest::report_from_json)
         }
         Err(e) => {
-            eprintln!("error: cannot reach the router at {url}: {e} (is it running? is ROUTER_STATUS_ADDRESS the same?)");
+            eprintln!(
+                "error: cannot reach the router at {url}: {e} (is it running? is {} the same?)",
+                env::ROUTER_STATUS_ADDRESS
+            );
             return ExitCode::from(2);
         }
     };
@@ -229,6 +223,7 @@ async fn shutdown_signal() {
 }
 
 async fn dry_run(
+    raw: Result<RawEnv, ConfigError>,
     snapshot: Option<PathBuf>,
     out: PathBuf,
     previous: Option<PathBuf>,
@@ -236,18 +231,19 @@ async fn dry_run(
 ) -> ExitCode {
     // A snapshot needs no ClearML: fill the connection settings with placeholders the env may override.
     let placeholders = [
-        ("ROUTER_URL", "http://localhost:8080"),
+        (env::ROUTER_URL, "http://localhost:8080"),
         // An IP, so that nginx -t needs no DNS for the auth subrequest's upstream.
-        ("CLEARML_API_HOST", "http://127.0.0.1:8008"),
-        ("CLEARML_API_ACCESS_KEY", "unused"),
-        ("CLEARML_API_SECRET_KEY", "unused"),
+        (env::CLEARML_API_HOST, "http://127.0.0.1:8008"),
+        (env::CLEARML_API_ACCESS_KEY, "unused"),
+        (env::CLEARML_API_SECRET_KEY, "unused"),
     ];
-    let env: Vec<(String, String)> = if snapshot.is_some() {
-        placeholders.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(std::env::vars()).collect()
-    } else {
-        std::env::vars().collect()
-    };
-    let settings = match settings_or_exit(RawEnv::from_vars(env)) {
+    let raw = raw.map(|mut raw| {
+        if snapshot.is_some() {
+            placeholders.into_iter().for_each(|(name, value)| raw.set_if_unset(name, value));
+        }
+        raw
+    });
+    let settings = match settings_or_exit(raw) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -314,8 +310,8 @@ async fn dry_run(
 async fn poll_once(settings: &Settings) -> anyhow::Result<Snapshot> {
     let client = app::clearml_client(settings)?;
     let query = match &settings.queues {
-        clearml_router::config::QueueFilter::All => clearml::TaskQuery { queue_ids: None },
-        clearml_router::config::QueueFilter::Names(patterns) => {
+        QueueFilter::All => clearml::TaskQuery { queue_ids: None },
+        QueueFilter::Names(patterns) => {
             let mut ids = Vec::new();
             for p in patterns {
                 let found = client.queues_matching(&clearml_router::config::queue_pattern_regex(p)).await?;

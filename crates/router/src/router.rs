@@ -9,7 +9,7 @@ use crate::advertise::Advertiser;
 use crate::apply::probe::{ProxyControl, ProxyProbe};
 use crate::apply::reloader::Reloader;
 use crate::apply::{Applier, ApplyOutcome};
-use crate::config::{queue_pattern_regex, QueueFilter, Settings};
+use crate::config::{env, queue_pattern_regex, QueueFilter, Settings};
 use clearml_api::{ApiError, ClearmlApi, ClearmlClient, TaskQuery, TaskWatch};
 use std::collections::BTreeMap;
 
@@ -206,12 +206,21 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             "router started"
         );
         if !self.settings.auth.enabled {
-            tracing::warn!("AUTH_ENABLED=false: every endpoint is open to anyone who can reach the gateway");
+            tracing::warn!(
+                "{}=false: every endpoint is open to anyone who can reach the gateway",
+                env::AUTH_ENABLED
+            );
         } else if self.settings.auth.token_secret.is_some() {
-            tracing::info!("logins are verified locally with AUTH_BASE64_JWKS_KEY: a ClearML logout is not seen until the token expires");
+            tracing::info!(
+                "logins are verified locally with {}: a ClearML logout is not seen until the token expires",
+                env::AUTH_BASE64_JWKS_KEY
+            );
         }
         if self.settings.allow_loopback_targets {
-            tracing::warn!("ROUTER_ALLOW_LOOPBACK_TARGETS is on: tasks may route to this host's loopback services (demo/test setting)");
+            tracing::warn!(
+                "{} is on: tasks may route to this host's loopback services (demo/test setting)",
+                env::ROUTER_ALLOW_LOOPBACK_TARGETS
+            );
         }
         let mut ticker = tokio::time::interval(self.settings.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -355,7 +364,7 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             QueueFilter::Names(patterns) => {
                 let ids = self.queue_ids(&patterns.clone()).await?;
                 if ids.is_empty() {
-                    tracing::debug!("no queue matches LISTEN_QUEUE_NAME; routing nothing");
+                    tracing::debug!("no queue matches {}; routing nothing", env::LISTEN_QUEUE_NAME);
                     return Ok(Snapshot::default());
                 }
                 TaskQuery { queue_ids: Some(ids) }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::local_proxy::LocalProxy;
 use clearml_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, NewTask};
-use clearml_router::config::{RawEnv, Settings};
+use clearml_router::config::{env, Defaults, RawEnv, Settings};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -97,27 +97,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 fn demo_settings(args: &DemoArgs, emulator: &EmulatorHandle) -> anyhow::Result<Settings> {
     let config = EmulatorConfig::default();
-    let nginx_bin = std::env::var("ROUTER_NGINX_BIN").unwrap_or_else(|_| "nginx".into());
+    let nginx_bin =
+        std::env::var(env::ROUTER_NGINX_BIN).unwrap_or_else(|_| Defaults::default().nginx_bin.into());
     let vars = [
-        ("ROUTER_NAME", "demo".to_owned()),
-        ("ROUTER_URL", format!("http://127.0.0.1:{}", args.port)),
-        ("ROUTER__WEBSERVER__SERVER_PORT", args.port.to_string()),
-        ("ROUTER_PROXY_CONTROL_PORT", args.control_port.to_string()),
-        ("CLEARML_API_HOST", emulator.url()),
-        ("CLEARML_API_ACCESS_KEY", config.access_key),
-        ("CLEARML_API_SECRET_KEY", config.secret_key),
-        ("ROUTER_CONF_DIR", args.dir.join("conf.d").display().to_string()),
-        ("ROUTER_LUA_DIR", args.dir.join("lua").display().to_string()),
-        ("ROUTER_NGINX_PID_FILE", args.dir.join("nginx.pid").display().to_string()),
-        ("ROUTER_NGINX_BIN", nginx_bin),
-        ("ROUTER_ALLOW_LOOPBACK_TARGETS", "true".into()),
+        (env::ROUTER_NAME, "demo".to_owned()),
+        (env::ROUTER_URL, format!("http://127.0.0.1:{}", args.port)),
+        (env::SERVER_PORT, args.port.to_string()),
+        (env::ROUTER_PROXY_CONTROL_PORT, args.control_port.to_string()),
+        (env::CLEARML_API_HOST, emulator.url()),
+        (env::CLEARML_API_ACCESS_KEY, config.access_key),
+        (env::CLEARML_API_SECRET_KEY, config.secret_key),
+        (env::ROUTER_CONF_DIR, args.dir.join("conf.d").display().to_string()),
+        (env::ROUTER_LUA_DIR, args.dir.join("lua").display().to_string()),
+        (env::ROUTER_NGINX_PID_FILE, args.dir.join("nginx.pid").display().to_string()),
+        (env::ROUTER_NGINX_BIN, nginx_bin),
+        (env::ROUTER_ALLOW_LOOPBACK_TARGETS, "true".into()),
         // The emulator stands in for the web app's login page (sets the cookie, comes back).
-        ("AUTH_LOGIN_URL", format!("{}/_emulator/login", emulator.url())),
-        ("ROUTER_POLL_INTERVAL_SECONDS", "0.5".into()),
-        ("TCP_PORT_START", "10000".into()),
-        ("TCP_PORT_END", "10100".into()),
+        (env::AUTH_LOGIN_URL, format!("{}/_emulator/login", emulator.url())),
+        (env::ROUTER_POLL_INTERVAL_SECONDS, "0.5".into()),
+        (env::TCP_PORT_START, "10000".into()),
+        (env::TCP_PORT_END, "10100".into()),
     ];
-    let raw = RawEnv::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))?;
+    let raw = RawEnv::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)));
     Settings::from_raw(raw).map_err(|errors| {
         anyhow::anyhow!(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
     })

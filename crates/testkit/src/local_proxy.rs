@@ -9,9 +9,19 @@ use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 
 use clearml_router::apply::probe::{ProxyControl, ProxyProbe};
+use clearml_router::config::{env, Defaults, RawEnv};
 use gateway_core::table::RouteTable;
-use gateway_render::main_conf::{modules_include_default, MainConf};
+use gateway_render::main_conf::MainConf;
 use gateway_render::{render, Layout};
+
+/// The modules include for an nginx the tests start, from the environment as the router reads it.
+pub fn modules_include() -> String {
+    let raw = RawEnv::from_process_env().unwrap_or_default();
+    raw.var(env::ROUTER_NGINX_MODULES_INCLUDE)
+        .present()
+        .unwrap_or(Defaults::default().modules_include)
+        .to_owned()
+}
 
 pub struct LocalProxy {
     pub main: MainConf,
@@ -36,7 +46,7 @@ impl LocalProxy {
             prefix: prefix.to_owned(),
             conf_dir: conf_dir.clone(),
             workers,
-            modules_include: modules_include_default(),
+            modules_include: modules_include(),
             access_log: true,
         };
         let conf_path = main.write()?;

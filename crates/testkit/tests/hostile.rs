@@ -21,8 +21,8 @@ use common::*;
 use gateway_core::model::{display_untrusted, TargetPolicy};
 use gateway_core::snapshot::Snapshot;
 use gateway_core::table::{Refusal, RouteTable};
-use gateway_render::main_conf::modules_include_default;
 use gateway_render::{render, AuthLayout, Layout, Rendered};
+use gateway_testkit::local_proxy::modules_include;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -586,7 +586,7 @@ async fn render_of_the_corpus_holds_none_of_its_strings_and_passes_nginx_and_lua
     let validator = Validator {
         nginx_bin: "nginx".into(),
         luajit_bin: "luajit".into(),
-        modules_include: modules_include_default(),
+        modules_include: modules_include(),
     };
     let staging = dir.path().join("staging");
     let report = validator.validate(&layout, &table, &staging).await.expect("validation runs");

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Parser;
 use clearml_emulator::{self as emulator, EmulatorConfig, NewTask};
+use gateway_core::env;
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
 
@@ -29,11 +30,11 @@ struct Args {
     bind: SocketAddr,
 
     /// Access key of the default user [default: emulator-access-key].
-    #[arg(long, env = "CLEARML_API_ACCESS_KEY")]
+    #[arg(long, env = env::CLEARML_API_ACCESS_KEY)]
     access_key: Option<String>,
 
     /// Secret key of the default user [default: emulator-secret-key].
-    #[arg(long, env = "CLEARML_API_SECRET_KEY", hide_env_values = true)]
+    #[arg(long, env = env::CLEARML_API_SECRET_KEY, hide_env_values = true)]
     secret_key: Option<String>,
 
     /// HS256 secret for tokens and cookies (default: the emulator's fixed test secret).
@@ -84,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "CLEARML_API_HOST={}", handle.url())?;
+    writeln!(stdout, "{}={}", env::CLEARML_API_HOST, handle.url())?;
     stdout.flush()?;
     drop(stdout);
 

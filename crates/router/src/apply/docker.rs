@@ -33,6 +33,7 @@ use futures_util::StreamExt;
 
 use crate::apply::validate::{file_name, stage, BoxFuture, Check, ValidateConfig, ValidationReport};
 use crate::apply::{reloader::Reloader, ProxyIdentity};
+use crate::config::env;
 use gateway_core::table::RouteTable;
 use gateway_render::Layout;
 
@@ -278,10 +279,12 @@ fn choose<'a>(
         [one] => Ok(one),
         [] => bail!(
             "no running container is named {selector:?} or has the compose service label {COMPOSE_SERVICE_LABEL}={selector}; \
-             fix: start the proxy (docker compose up -d task_traffic_webserver) or set ROUTER_PROXY_CONTAINER to its name"
+             fix: start the proxy (docker compose up -d task_traffic_webserver) or set {var} to its name",
+            var = env::ROUTER_PROXY_CONTAINER
         ),
         _ => bail!(
-            "several running containers match {selector:?} ({}); fix: set ROUTER_PROXY_CONTAINER to the proxy container's name",
+            "several running containers match {selector:?} ({}); fix: set {} to the proxy container's name",
+            env::ROUTER_PROXY_CONTAINER,
             by_service.iter().map(|c| c.display_name()).collect::<Vec<_>>().join(", ")
         ),
     }
@@ -311,8 +314,10 @@ pub fn preflight(socket: &Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "the Docker socket {shown} does not exist; fix: mount the Docker socket into the router container \
              (docker compose: volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]; docker run: \
-             -v /var/run/docker.sock:/var/run/docker.sock), set ROUTER_DOCKER_SOCKET if it is elsewhere, or set \
-             ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG=true so that the proxy reloads itself (no socket needed)"
+             -v /var/run/docker.sock:/var/run/docker.sock), set {socket_var} if it is elsewhere, or set \
+             {auto_reload}=true so that the proxy reloads itself (no socket needed)",
+            socket_var = env::ROUTER_DOCKER_SOCKET,
+            auto_reload = env::AUTO_RELOAD_CONFIG
         ),
         Err(e) => return Err(permission_error(socket, None, e)),
     };
@@ -353,9 +358,10 @@ fn permission_error(socket: &Path, socket_gid: Option<u32>, e: std::io::Error) -
         "no permission to use the Docker socket {} ({e}; the router runs as uid {uid}, gid {gid}, groups {groups:?}; \
          the socket belongs to group {group}); fix: run the router with the socket's group — docker compose: \
          group_add: [\"{group}\"] (DOCKER_GID={group} in runtime.env; `stat -c %g /var/run/docker.sock` on the host \
-         prints it), docker run: --group-add {group} — or set ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG=true to run without \
+         prints it), docker run: --group-add {group} — or set {}=true to run without \
          the socket",
-        socket.display()
+        socket.display(),
+        env::AUTO_RELOAD_CONFIG
     )
 }
 
@@ -435,11 +441,13 @@ impl DockerValidator {
         let (code, output) = self.proxy.exec(container, cmd).await?;
         if code == 126 || code == 127 {
             bail!(
-                "{} cannot run in proxy container {} (exit {code}): {}; fix: set ROUTER_NGINX_BIN / ROUTER_LUAJIT_BIN to \
+                "{} cannot run in proxy container {} (exit {code}): {}; fix: set {} / {} to \
                  the binaries as the proxy container names them",
                 cmd[0],
                 container.name,
-                output.trim()
+                output.trim(),
+                env::ROUTER_NGINX_BIN,
+                env::ROUTER_LUAJIT_BIN
             );
         }
         Ok((code == 0, output))

@@ -26,9 +26,10 @@ impl Reloader for FileWatchReloader {
 
     fn describe(&self) -> String {
         format!(
-            "file watch: the proxy reloads itself when {} or {} change (ROUTER__WEBSERVER__AUTO_RELOAD_CONFIG)",
+            "file watch: the proxy reloads itself when {} or {} change ({})",
             self.conf_dir.display(),
-            self.lua_dir.display()
+            self.lua_dir.display(),
+            crate::config::env::AUTO_RELOAD_CONFIG
         )
     }
 }

@@ -23,8 +23,9 @@ impl Reloader for ProcessReloader {
     async fn reload(&self) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(&self.pid_file).with_context(|| {
             format!(
-                "reading nginx pid file {} (set ROUTER_NGINX_PID_FILE to the proxy's pid file)",
-                self.pid_file.display()
+                "reading nginx pid file {} (set {} to the proxy's pid file)",
+                self.pid_file.display(),
+                crate::config::env::ROUTER_NGINX_PID_FILE
             )
         })?;
         let pid: i32 = text

@@ -9,6 +9,8 @@ use std::process::Stdio;
 use anyhow::Context;
 use tokio::process::Command;
 
+use crate::config::env;
+
 use gateway_core::table::RouteTable;
 use gateway_render::main_conf::MainConf;
 use gateway_render::{render, Dir, Layout, Rendered};
@@ -209,7 +211,11 @@ impl Check {
 async fn run(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     let out = cmd.stdin(Stdio::null()).kill_on_drop(true).output().await.with_context(|| {
-        format!("cannot run {program}: is it installed? (set ROUTER_NGINX_BIN / ROUTER_LUAJIT_BIN)")
+        format!(
+            "cannot run {program}: is it installed? (set {} / {})",
+            env::ROUTER_NGINX_BIN,
+            env::ROUTER_LUAJIT_BIN
+        )
     })?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     Ok((out.status.success(), stderr))

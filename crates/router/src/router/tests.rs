@@ -118,7 +118,7 @@ fn settings(extra: &[(&str, &str)]) -> Settings {
         ("TCP_ROUTER_ADDRESS", "gw.example.com"),
     ];
     let vars = base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string()));
-    Settings::from_raw(RawEnv::from_vars(vars).unwrap()).unwrap()
+    Settings::from_raw(RawEnv::from_vars(vars)).unwrap()
 }
 
 struct Bench {

@@ -62,7 +62,9 @@ fn refused(status: StatusCode, message: impl Into<String>) -> Refused {
 }
 
 fn not_configured() -> Response {
-    error(StatusCode::NOT_FOUND, "static routes are not configured (set ROUTER_STATIC_ROUTES_FILE)")
+    let message =
+        format!("static routes are not configured (set {})", crate::config::env::ROUTER_STATIC_ROUTES_FILE);
+    error(StatusCode::NOT_FOUND, message)
 }
 
 /// A route from the file with what the proxy serves for it now.

@@ -47,7 +47,10 @@ impl StatusServer {
     /// Binds and serves until the process ends. Binding errors are returned (a clear startup error).
     pub async fn spawn(self, address: SocketAddr) -> anyhow::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
-            anyhow::anyhow!("cannot serve the status page on {address}: {e} (set ROUTER_STATUS_ADDRESS to a free address)")
+            anyhow::anyhow!(
+                "cannot serve the status page on {address}: {e} (set {var} to a free address)",
+                var = crate::config::env::ROUTER_STATUS_ADDRESS
+            )
         })?;
         let bound = listener.local_addr()?;
         let app = self.router();

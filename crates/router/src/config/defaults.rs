@@ -1,0 +1,89 @@
+//! Every default in one place: the parser falls back to these and `--help` prints them.
+
+use gateway_render::main_conf::DEBIAN_MODULES_INCLUDE;
+
+use super::values::{LogLevel, ReloaderKind};
+
+/// What each unset (or blank) variable means.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub router_name: &'static str,
+    pub listen_port: u16,
+    pub auth_enabled: bool,
+    pub secure_cookies: bool,
+    pub cookie_name: &'static str,
+    pub cache_ttl_seconds: f64,
+    pub negative_cache_ttl_seconds: f64,
+    pub tcp_port_start: u16,
+    pub tcp_port_end: u16,
+    /// `none`: every queue.
+    pub queues: &'static str,
+    pub ssl_verify: bool,
+    pub log_level: LogLevel,
+    pub auto_reload_config: bool,
+    pub poll_interval_seconds: f64,
+    pub api_timeout_seconds: f64,
+    pub conf_dir: &'static str,
+    pub lua_dir: &'static str,
+    pub control_port: u16,
+    pub pid_file: &'static str,
+    pub nginx_bin: &'static str,
+    pub luajit_bin: &'static str,
+    /// The nginx `include` that loads the Lua modules when the router validates a render.
+    pub modules_include: &'static str,
+    pub allow_loopback_targets: bool,
+    pub status_address: &'static str,
+    pub reloader: ReloaderKind,
+    pub proxy_container: &'static str,
+    pub docker_socket: &'static str,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            router_name: "router",
+            listen_port: 8080,
+            auth_enabled: true,
+            secure_cookies: false,
+            cookie_name: "clearml_token_basic",
+            cache_ttl_seconds: 30.0,
+            negative_cache_ttl_seconds: 5.0,
+            tcp_port_start: 10000,
+            tcp_port_end: 10100,
+            queues: "none",
+            ssl_verify: true,
+            log_level: LogLevel::Info,
+            auto_reload_config: false,
+            poll_interval_seconds: 1.0,
+            api_timeout_seconds: 10.0,
+            conf_dir: "/etc/nginx/conf.d",
+            lua_dir: "/usr/local/openresty/nginx/lua",
+            control_port: 18080,
+            pid_file: "/run/nginx.pid",
+            nginx_bin: "nginx",
+            luajit_bin: "luajit",
+            modules_include: DEBIAN_MODULES_INCLUDE,
+            allow_loopback_targets: false,
+            status_address: "127.0.0.1:18081",
+            reloader: ReloaderKind::Auto,
+            proxy_container: "task_traffic_webserver",
+            docker_socket: "/var/run/docker.sock",
+        }
+    }
+}
+
+/// The ClearML web app URL guessed from the API URL (`api.` -> `app.`, 8008 -> 8080).
+pub fn default_web_host(api_host: &str) -> String {
+    default_login_url(api_host).trim_end_matches("/login").to_owned()
+}
+
+/// The ClearML web app's login page, guessed from the API URL the way ClearML lays out its
+/// hosts (`api.` -> `app.`, port 8008 -> 8080); `AUTH_LOGIN_URL` overrides it.
+pub fn default_login_url(api_host: &str) -> String {
+    let web = api_host.replacen("://api.", "://app.", 1);
+    let web = match web.strip_suffix(":8008") {
+        Some(base) => format!("{base}:8080"),
+        None => web.replacen(":8008/", ":8080/", 1),
+    };
+    format!("{web}/login")
+}

@@ -1,0 +1,39 @@
+//! The configuration part of `clearml-router --help`, from the variable names and defaults.
+
+use super::defaults::Defaults;
+use gateway_core::env;
+
+/// Lines of `NAME   meaning`, with the defaults the parser uses.
+pub fn help() -> String {
+    let d = Defaults::default();
+    let rows = [
+        (
+            format!("{}, {}, {}", env::CLEARML_API_HOST, env::CLEARML_API_ACCESS_KEY, env::CLEARML_API_SECRET_KEY),
+            "ClearML server and credentials".to_owned(),
+        ),
+        (
+            env::ROUTER_URL.to_owned(),
+            format!("external URL of the gateway (endpoints are <{}>/service/<task id>/)", env::ROUTER_URL),
+        ),
+        (env::SERVER_PORT.to_owned(), format!("port the proxy serves HTTP on (default {})", d.listen_port)),
+        (
+            format!("{}, {}", env::ROUTER_NAME, env::LISTEN_QUEUE_NAME),
+            format!(
+                "router name (default {}); queues to route (comma/space separated, wildcards; default {} = all)",
+                d.router_name, d.queues
+            ),
+        ),
+        (env::LOGGER_LEVEL.to_owned(), format!("debug | info | warning | error (default {})", d.log_level)),
+        (
+            env::ROUTER_STATUS_ADDRESS.to_owned(),
+            format!("status page, JSON API and /metrics (default {})", d.status_address),
+        ),
+    ];
+    let mut out =
+        String::from("Configuration comes from the environment, with the enterprise router's names:\n");
+    for (names, meaning) in rows {
+        out.push_str(&format!("  {names:34} {meaning}\n"));
+    }
+    out.push_str("See README.md for every setting. Secrets are never printed.");
+    out
+}
