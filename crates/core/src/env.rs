@@ -39,6 +39,21 @@ pub const ROUTER_PROXY_CONTAINER: &str = "ROUTER_PROXY_CONTAINER";
 pub const ROUTER_DOCKER_SOCKET: &str = "ROUTER_DOCKER_SOCKET";
 pub const ROUTER_STATIC_ROUTES_FILE: &str = "ROUTER_STATIC_ROUTES_FILE";
 pub const ROUTER_GROUPS_FILE: &str = "ROUTER_GROUPS_FILE";
+/// The vendor's 2026 names (router 2.16+) for settings that had other names; both are read, and
+/// when both are set the 2026 name wins.
+pub const COOKIE_SECURE_2026: &str = "ROUTER__HTTP__AUTHORIZATION__COOKIE__SECURE";
+pub const STREAM_EXTERNAL_URL_2026: &str = "ROUTER__STREAM__EXTERNAL_URL";
+pub const STREAM_PORT_START_2026: &str = "ROUTER__STREAM__PORT_RANGE__START";
+pub const STREAM_PORT_END_2026: &str = "ROUTER__STREAM__PORT_RANGE__END";
+
+/// `(2026 name, the name the settings know it by)`.
+pub const ALIASES: [(&str, &str); 4] = [
+    (COOKIE_SECURE_2026, AUTH_SECURE_ENABLED),
+    (STREAM_EXTERNAL_URL_2026, TCP_ROUTER_ADDRESS),
+    (STREAM_PORT_START_2026, TCP_PORT_START),
+    (STREAM_PORT_END_2026, TCP_PORT_END),
+];
+
 /// Read by clap for `--log-json`, not by the router's settings.
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 

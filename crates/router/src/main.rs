@@ -101,6 +101,9 @@ async fn main() -> ExitCode {
     // Logging starts before the settings are checked; a bad level is reported with them.
     let level = raw.as_ref().ok().and_then(|r| LogLevel::parse(r.var(env::LOGGER_LEVEL).value?));
     init_logging(cli.log_json, level.unwrap_or(Defaults::default().log_level));
+    for warning in raw.as_ref().map(RawEnv::warnings).unwrap_or_default() {
+        tracing::warn!("{warning}");
+    }
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             let settings = match settings_or_exit(raw) {

@@ -72,6 +72,17 @@ impl Default for Defaults {
     }
 }
 
+/// Where the vendor's layouts mount the Lua folder: 2025 (`task_traffic_*`) and 2026
+/// (`ai-gateway-*`). The first one mounted into this container is the default `ROUTER_LUA_DIR`.
+pub const LUA_DIR_LAYOUTS: [&str; 2] = ["/usr/local/openresty/nginx/lua", "/opt/openresty/nginx/lua"];
+
+/// The Lua folder of the vendor layout whose mount point appears in `mountinfo` (the text of
+/// `/proc/self/mountinfo`: the mount point is its fifth field), if any.
+pub fn mounted_lua_dir(mountinfo: &str) -> Option<&'static str> {
+    let mounted: Vec<&str> = mountinfo.lines().filter_map(|line| line.split(' ').nth(4)).collect();
+    LUA_DIR_LAYOUTS.into_iter().find(|dir| mounted.contains(dir))
+}
+
 /// The ClearML web app URL guessed from the API URL (`api.` -> `app.`, 8008 -> 8080).
 pub fn default_web_host(api_host: &str) -> String {
     default_login_url(api_host).trim_end_matches("/login").to_owned()

@@ -6,39 +6,110 @@ use std::fmt;
 use super::error::{bad, ConfigError};
 use gateway_core::env;
 
-/// The router's variables, keyed by their [`env`] name. Names match case-insensitively, as they
+/// The router's variables, keyed by their [`env`] name, each with the name it was set under (a
+/// 2026 alias from [`env::ALIASES`] or the name itself). Names match case-insensitively, as they
 /// always have, so `router_url` sets `ROUTER_URL`.
 #[derive(Default, Clone)]
-pub struct RawEnv(BTreeMap<&'static str, String>);
+pub struct RawEnv {
+    vars: BTreeMap<&'static str, (&'static str, String)>,
+    /// `ROUTER__…` names set in the environment that the router does not know.
+    unknown: Vec<String>,
+}
 
 impl RawEnv {
     pub fn from_process_env() -> Result<Self, ConfigError> {
         let mut vars = Vec::new();
+        let mut unknown = Vec::new();
         for (name, value) in std::env::vars_os() {
-            let Some(name) = name.to_str().and_then(known) else { continue };
+            let Some(text) = name.to_str() else { continue };
+            let Some(name) = known(text) else {
+                if text.to_ascii_uppercase().starts_with("ROUTER__") {
+                    unknown.push(text.to_owned());
+                }
+                continue;
+            };
             // Lossy text would silently change a key or a path: refuse it instead.
             let value = value
                 .into_string()
                 .map_err(|_| bad(name, "is not UTF-8 text (value not shown)", "set it to plain text"))?;
             vars.push((name.to_owned(), value));
         }
-        Ok(Self::from_vars(vars))
+        let mut raw = Self::from_vars(vars);
+        unknown.sort();
+        raw.unknown = unknown;
+        Ok(raw)
     }
 
-    /// Later pairs override earlier ones with the same name (defaults first, then overrides).
+    /// Later pairs override earlier ones with the same name (defaults first, then overrides); a
+    /// 2026 name overrides its older name whatever the order.
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self(vars.into_iter().filter_map(|(name, value)| Some((known(&name)?, value))).collect())
+        let mut raw = Self::default();
+        let mut from_alias = std::collections::BTreeSet::new();
+        for (name, value) in vars {
+            let Some(set_as) = known(&name) else { continue };
+            let canonical = canonical(set_as);
+            if set_as != canonical {
+                from_alias.insert(canonical);
+            } else if from_alias.contains(canonical) {
+                continue;
+            }
+            raw.vars.insert(canonical, (set_as, value));
+        }
+        raw
     }
 
     /// Fills a variable the environment leaves unset (placeholders for a dry run).
     pub fn set_if_unset(&mut self, name: &'static str, value: &str) {
-        self.0.entry(name).or_insert_with(|| value.to_owned());
+        self.vars.entry(name).or_insert_with(|| (name, value.to_owned()));
     }
 
-    /// One variable, named for its messages, with its value as set (untrimmed).
+    /// One variable, named for its messages as the operator set it, with its value as set
+    /// (untrimmed).
     pub fn var(&self, name: &'static str) -> Var<'_> {
-        Var { name, value: self.0.get(name).map(String::as_str) }
+        match self.vars.get(name) {
+            Some((set_as, value)) => Var { name: set_as, value: Some(value.as_str()) },
+            None => Var { name, value: None },
+        }
     }
+
+    /// One line per `ROUTER__…` variable the router does not know, naming the closest known one
+    /// (a typo in a compose file otherwise goes unnoticed).
+    pub fn warnings(&self) -> Vec<String> {
+        self.unknown
+            .iter()
+            .map(|name| {
+                let upper = name.to_ascii_uppercase();
+                let closest =
+                    every_name().min_by_key(|known| edit_distance(&upper, known)).unwrap_or_default();
+                format!("{name} is not a setting this router knows (ignored); did you mean {closest}?")
+            })
+            .collect()
+    }
+}
+
+fn every_name() -> impl Iterator<Item = &'static str> {
+    env::ALL.into_iter().chain(env::ALIASES.into_iter().map(|(alias, _)| alias))
+}
+
+/// The name the settings read a variable by (an alias maps to its older name).
+fn canonical(name: &'static str) -> &'static str {
+    env::ALIASES.into_iter().find(|(alias, _)| *alias == name).map_or(name, |(_, old)| old)
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
 }
 
 /// A variable's name and raw value: what every parser needs to check it and to say what is wrong.
@@ -61,12 +132,26 @@ impl<'a> Var<'a> {
 }
 
 fn known(name: &str) -> Option<&'static str> {
-    env::ALL.into_iter().find(|known| known.eq_ignore_ascii_case(name))
+    every_name().find(|known| known.eq_ignore_ascii_case(name))
 }
 
 /// Names only: the values include the API secret.
 impl fmt::Debug for RawEnv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
+        f.debug_set().entries(self.vars.values().map(|(set_as, _)| set_as)).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_router_name_names_the_closest_known_one() {
+        let raw = RawEnv { unknown: vec!["ROUTER__STREAM__PORT_RANGE__STRAT".into()], ..RawEnv::default() };
+        let warnings = raw.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("did you mean ROUTER__STREAM__PORT_RANGE__START?"), "{warnings:?}");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -221,6 +221,12 @@ fn auth(raw: &RawEnv, d: &Defaults, e: &mut Errors, api_host: Option<&str>) -> O
     })
 }
 
+/// The Lua folder the vendor layout mounted here (2025 or 2026), else the default.
+fn lua_dir_default(d: &Defaults) -> &'static str {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    super::defaults::mounted_lua_dir(&mountinfo).unwrap_or(d.lua_dir)
+}
+
 fn proxy(raw: &RawEnv, d: &Defaults, e: &mut Errors, control_port: Option<Port>) -> Option<ProxySettings> {
     let auto_reload_config = e.take(parse::boolean(raw.var(env::AUTO_RELOAD_CONFIG), d.auto_reload_config));
     let reloader = e.take(ReloaderKind::from_var(raw.var(env::ROUTER_RELOADER), d.reloader));
@@ -228,7 +234,7 @@ fn proxy(raw: &RawEnv, d: &Defaults, e: &mut Errors, control_port: Option<Port>)
     let docker_socket = e.take(parse::socket_path(raw.var(env::ROUTER_DOCKER_SOCKET), d.docker_socket));
     Some(ProxySettings {
         conf_dir: parse::path(raw.var(env::ROUTER_CONF_DIR), d.conf_dir),
-        lua_dir: parse::path(raw.var(env::ROUTER_LUA_DIR), d.lua_dir),
+        lua_dir: parse::path(raw.var(env::ROUTER_LUA_DIR), lua_dir_default(d)),
         control_port: control_port?,
         pid_file: parse::path(raw.var(env::ROUTER_NGINX_PID_FILE), d.pid_file),
         nginx_bin: parse::path(raw.var(env::ROUTER_NGINX_BIN), d.nginx_bin),

@@ -168,3 +168,38 @@ fn help_shows_the_defaults_the_parser_uses() {
     assert_eq!(s.status_address.to_string(), d.status_address);
     assert_eq!(s.proxy.control_port.get(), d.control_port);
 }
+
+#[test]
+fn the_2026_names_are_read_and_win_over_the_2025_ones() {
+    let s = env(&[
+        ("ROUTER__STREAM__PORT_RANGE__START", "20000"),
+        ("TCP_PORT_START", "10000"),
+        ("ROUTER__STREAM__PORT_RANGE__END", "20010"),
+        ("ROUTER__STREAM__EXTERNAL_URL", "gw.example.com"),
+        ("ROUTER__HTTP__AUTHORIZATION__COOKIE__SECURE", "true"),
+        ("AUTH_SECURE_ENABLED", "false"),
+    ])
+    .unwrap();
+    assert_eq!(s.tcp.port_start.get(), 20000);
+    assert_eq!(s.tcp.port_end.get(), 20010);
+    assert_eq!(s.tcp.router_address.as_deref(), Some("gw.example.com"));
+    assert!(s.auth.secure_cookies);
+    // A bad value is reported under the name the operator set.
+    let errors = env(&[("ROUTER__STREAM__PORT_RANGE__START", "zero")]).unwrap_err();
+    assert!(errors.iter().any(|e| e.to_string().contains("ROUTER__STREAM__PORT_RANGE__START")), "{errors:?}");
+}
+
+#[test]
+fn the_lua_folder_follows_the_vendor_layout_that_is_mounted() {
+    let line =
+        |mount_point: &str| format!("42 30 8:1 /srv/gw {mount_point} rw,relatime - ext4 /dev/vda rw\n");
+    assert_eq!(
+        defaults::mounted_lua_dir(&line("/opt/openresty/nginx/lua")),
+        Some("/opt/openresty/nginx/lua")
+    );
+    assert_eq!(
+        defaults::mounted_lua_dir(&line("/usr/local/openresty/nginx/lua")),
+        Some("/usr/local/openresty/nginx/lua")
+    );
+    assert_eq!(defaults::mounted_lua_dir(&line("/data")), None);
+}
