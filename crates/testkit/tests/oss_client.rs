@@ -277,20 +277,35 @@ async fn on_an_enterprise_server_the_client_writes_what_the_sdk_writes() {
     let emulator = emulator(FeatureSet::Advanced).await;
     emulator.set_routes(json!([{"name": "pool", "type": "subdomain", "enabled": true, "status": "active",
         "load_balancer": {"enabled": true}}]));
+    // Each task already has an unnamed http endpoint, and the agent's docker port mapping.
+    let before = json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "10.0.0.9", "_PORT": 7000,
+        "_external_host_tcp_port_mapping": "12000-12010:8000-8010"});
     let cases = [
         (
             vec!["--port", "8000", "--name", "api", "--static-route", "pool"],
             json!({"port": 8000, "name": "api", "static_route": "pool"}),
         ),
-        (vec!["--port", "2222", "--protocol", "tcp"], json!({"port": 2222, "protocol": "tcp"})),
+        (vec!["--port", "8001"], json!({"port": 8001})),
+        (
+            vec!["--port", "2222", "--protocol", "tcp", "--name", "ssh"],
+            json!({"port": 2222, "protocol": "tcp", "name": "ssh"}),
+        ),
     ];
     for (sdk_args, kwargs) in cases {
-        let (by_sdk, by_client) = (running_task(&emulator, "sdk"), running_task(&emulator, "client"));
+        let task = || {
+            emulator.create_task(NewTask {
+                status: "in_progress".into(),
+                runtime: before.clone(),
+                ..Default::default()
+            })
+        };
+        let (by_sdk, by_client) = (task(), task());
         let mut args = vec![by_sdk.as_str()];
         args.extend(sdk_args);
         run_sdk_script(&emulator, "request_endpoint.py", &args).await;
         library_request(&emulator, &by_client, kwargs.clone()).await;
         let (sdk_doc, client_doc) = (emulator.task(&by_sdk).unwrap(), emulator.task(&by_client).unwrap());
+        assert_ne!(sdk_doc["runtime"], before, "{kwargs}");
         assert_eq!(client_doc["runtime"], sdk_doc["runtime"], "{kwargs}");
         assert_eq!(client_doc["system_tags"], sdk_doc["system_tags"], "{kwargs}");
     }

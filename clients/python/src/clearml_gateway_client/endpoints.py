@@ -38,7 +38,8 @@ def _key(base: str, suffix: Optional[str]) -> str:
 
 
 class _TaskApi:
-    """Raw API calls about one task (raw so that no SDK feature-set gate is in the way)."""
+    """Raw API calls about one task: the SDK's task methods for this are feature-set gated or
+    private, and raw calls let one `tasks.edit` carry both the keys and the tag."""
 
     def __init__(self, task: Any = None) -> None:
         if isinstance(task, Task):
@@ -54,12 +55,15 @@ class _TaskApi:
         """The call's `data`; None if `missing_ok` and the server lacks the endpoint (404)."""
         service, action = endpoint.split(".", 1)
         response = self.session.send_request(service, action, json=body)
+        if response is None:
+            raise GatewayError(f"{endpoint}: the SDK is in offline mode")
         if missing_ok and response.status_code == 404:
             return None
         try:
             envelope = response.json()
         except ValueError:
-            envelope = {}
+            envelope = None
+        envelope = envelope if isinstance(envelope, dict) else {}
         if response.status_code != 200:
             msg = (envelope.get("meta") or {}).get("result_msg") or response.text[:200]
             raise GatewayError(f"{endpoint} failed ({response.status_code}): {msg}")
@@ -160,7 +164,7 @@ def request_endpoint(
     :param mode: the static route's type, ``path`` or ``subdomain``; asked from the server
         (enterprise) when not given, else ``path``
     :param task: a ``Task``, a task id, or None for the current task (or ``CLEARML_TASK_ID``)
-    :param wait: seconds to wait for the router's answer (0: do not wait)
+    :param wait: seconds to wait for the router's answer (0: do not wait; True: 90)
     :param poll_interval: seconds between polls while waiting
     :return: None if not waiting or on timeout, else a dict like the SDK's:
         ``endpoint``, ``browser_endpoint``, ``port``, ``protocol``, ``name``
@@ -198,7 +202,8 @@ def request_endpoint(
 
     if not wait:
         return None
-    return _wait(api, protocol, suffix, wait, poll_interval)
+    # `wait=True` as in the SDK would otherwise mean one second.
+    return _wait(api, protocol, suffix, 90.0 if wait is True else float(wait), poll_interval)
 
 
 def _wait(api: _TaskApi, protocol: str, suffix: Optional[str], timeout: float, interval: float) -> Optional[Dict]:
