@@ -211,11 +211,37 @@ async fn edit_create_enqueue_delete() {
 }
 
 #[tokio::test]
+async fn basic_mode_plays_the_open_source_server() {
+    let config = EmulatorConfig { feature_set: FeatureSet::Basic, ..EmulatorConfig::default() };
+    let emu = start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let token = token(&emu).await;
+    let claims = decode_token(&token, &emu.token_secret()).unwrap();
+    assert_eq!((claims.feature_set.as_str(), claims.server_version.as_str()), ("basic", OSS_SERVER_VERSION));
+
+    emu.set_routes(json!([{"name": "demo", "type": "path", "enabled": true}]));
+    // Unknown before authentication, like every endpoint the server lacks.
+    for token in [Some(token.as_str()), None] {
+        let (status, body) = call(&emu, "routers.get_routes", token, json!({"name": "^demo$"})).await;
+        assert_eq!((status, codes(&body)), (404, (404, 0)), "{body}");
+        assert_eq!(
+            body["meta"]["result_msg"],
+            "Unable to find endpoint for name routers.get_routes and version 2.23"
+        );
+    }
+    let (status, _) = call(&emu, "tasks.get_all", Some(&token), json!({})).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn unknown_endpoints_and_routes() {
     let emu = emulator().await;
     let token = token(&emu).await;
     let (status, body) = call(&emu, "tasks.frobnicate", Some(&token), json!({})).await;
-    assert_eq!((status, codes(&body)), (400, (400, 1)));
+    assert_eq!((status, codes(&body)), (404, (404, 0)));
+    assert_eq!(
+        body["meta"]["result_msg"],
+        "Unable to find endpoint for name tasks.frobnicate and version 2.23"
+    );
     assert_eq!(body["meta"]["endpoint"]["name"], "tasks.frobnicate");
 
     emu.set_routes(json!([

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::config::{EmulatedUser, API_VERSION, FEATURE_SET, SERVER_VERSION};
+use super::config::{EmulatedUser, FeatureSet, API_VERSION};
 use super::envelope::ApiError;
 use super::ids::new_id;
 use super::jwt::{self, Claims, Identity, JwtError};
@@ -17,6 +17,8 @@ pub const AUTH_COOKIE: &str = "clearml_token_basic";
 /// The credential table plus the sessions issued from it.
 pub struct Auth {
     secret: Vec<u8>,
+    /// Claimed in every token (`feature_set`, `server_version`).
+    feature_set: FeatureSet,
     users: Vec<EmulatedUser>,
     /// session id -> user id, for every token this emulator minted.
     sessions: HashMap<String, String>,
@@ -24,8 +26,14 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(secret: Vec<u8>, first_user: EmulatedUser) -> Self {
-        Self { secret, users: vec![first_user], sessions: HashMap::new(), revoked: HashSet::new() }
+    pub fn new(secret: Vec<u8>, first_user: EmulatedUser, feature_set: FeatureSet) -> Self {
+        Self {
+            secret,
+            feature_set,
+            users: vec![first_user],
+            sessions: HashMap::new(),
+            revoked: HashSet::new(),
+        }
     }
 
     pub fn secret(&self) -> &[u8] {
@@ -51,10 +59,10 @@ impl Auth {
             exp: now + ttl_secs,
             iat: now,
             session_id,
-            feature_set: FEATURE_SET.into(),
+            feature_set: self.feature_set.as_str().into(),
             env: "emulator".into(),
             api_version: API_VERSION.into(),
-            server_version: SERVER_VERSION.into(),
+            server_version: self.feature_set.server_version().into(),
         };
         jwt::encode(&claims, &self.secret)
     }
@@ -168,7 +176,7 @@ mod tests {
 
     fn auth() -> Auth {
         let config = EmulatorConfig::default();
-        Auth::new(config.token_secret.clone(), config.default_user())
+        Auth::new(config.token_secret.clone(), config.default_user(), config.feature_set)
     }
 
     fn bearer(token: &str) -> HeaderMap {

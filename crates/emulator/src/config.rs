@@ -1,5 +1,8 @@
 //! Emulator settings and the credential table's row type.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
 /// API version the emulator claims (the newest service schema shipped with SDK 2.1.x).
@@ -7,8 +10,58 @@ pub const API_VERSION: &str = "2.23";
 /// Server version in the token. The SDK only accepts `static_route` from servers >= 3.26
 /// (enterprise numbering, which is also where `feature_set: advanced` comes from).
 pub const SERVER_VERSION: &str = "3.26.0";
-/// The SDK refuses `request_external_endpoint` unless the token says `advanced`.
+/// Server version in tokens of the open-source server (its own numbering, see clearml-server's
+/// `apiserver/version.py`); the SDK tells the two numberings apart by `feature_set`.
+pub const OSS_SERVER_VERSION: &str = "2.3.0";
+/// The default feature set. The SDK refuses `request_external_endpoint` unless the token says
+/// `advanced`.
 pub const FEATURE_SET: &str = "advanced";
+
+/// Which server the emulator plays, as the `feature_set` claim of its tokens says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeatureSet {
+    /// The open-source server: tokens say `basic` and enterprise-only services (`routers.*`)
+    /// do not exist.
+    Basic,
+    /// An enterprise server (the default, so that the SDK's endpoint calls run).
+    #[default]
+    Advanced,
+}
+
+impl FeatureSet {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::Advanced => "advanced",
+        }
+    }
+
+    /// The `server_version` claim of such a server.
+    pub fn server_version(self) -> &'static str {
+        match self {
+            Self::Basic => OSS_SERVER_VERSION,
+            Self::Advanced => SERVER_VERSION,
+        }
+    }
+}
+
+impl fmt::Display for FeatureSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FeatureSet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "basic" => Ok(Self::Basic),
+            "advanced" => Ok(Self::Advanced),
+            other => Err(format!("unknown feature set {other:?} (expected basic or advanced)")),
+        }
+    }
+}
 /// Lifetime of a token from `auth.login` without `expiration_sec` (the server's default, 30 days).
 pub const DEFAULT_TOKEN_TTL_SECS: i64 = 30 * 24 * 3600;
 
@@ -23,6 +76,8 @@ pub struct EmulatorConfig {
     pub company_name: String,
     pub user_id: String,
     pub user_name: String,
+    /// `basic` plays the open-source server, `advanced` (default) an enterprise one.
+    pub feature_set: FeatureSet,
 }
 
 impl Default for EmulatorConfig {
@@ -36,6 +91,7 @@ impl Default for EmulatorConfig {
             company_name: "Emulated Company".into(),
             user_id: "user-1".into(),
             user_name: "Emulated User".into(),
+            feature_set: FeatureSet::default(),
         }
     }
 }

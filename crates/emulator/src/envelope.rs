@@ -35,9 +35,10 @@ impl ApiError {
         Self::bad_request(101, format!("Invalid task id: id={id}"))
     }
 
-    /// 400/1, the server's answer to an endpoint it does not know.
-    pub fn unsupported_endpoint(name: &str) -> Self {
-        Self::bad_request(1, format!("Endpoint is not supported: {name}"))
+    /// 404/0, the server's answer to an endpoint it does not know (clearml-server's
+    /// `ServiceRepo._resolve_endpoint_from_call`), given before any authentication.
+    pub fn unknown_endpoint(name: &str, version: &str) -> Self {
+        Self::new(404, 0, format!("Unable to find endpoint for name {name} and version {version}"))
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! It speaks enough of the real API (`/[v2.NN/]service.action`, the `meta`/`data` envelope,
 //! HS256 login tokens with `feature_set: advanced`) that the unmodified `clearml` Python SDK can
-//! run `Task.request_external_endpoint(...)` against it, and that the router can poll it.
+//! run `Task.request_external_endpoint(...)` against it, and that the router can poll it. With
+//! [`FeatureSet::Basic`] it plays the open-source server instead: `basic` tokens (the SDK then
+//! refuses endpoint requests) and no `routers.*` service.
 //! Tests drive it in-process through [`EmulatorHandle`]; scripts use the unauthenticated admin
 //! API under `/_emulator/` on the same port (see `admin.rs`).
 
@@ -28,7 +30,8 @@ mod tasks;
 
 pub use auth::AUTH_COOKIE;
 pub use config::{
-    EmulatedUser, EmulatorConfig, API_VERSION, DEFAULT_TOKEN_TTL_SECS, FEATURE_SET, SERVER_VERSION,
+    EmulatedUser, EmulatorConfig, FeatureSet, API_VERSION, DEFAULT_TOKEN_TTL_SECS, FEATURE_SET,
+    OSS_SERVER_VERSION, SERVER_VERSION,
 };
 pub use faults::Fault;
 pub use handle::{start, EmulatorHandle};

@@ -66,6 +66,8 @@ async fn api(
     }
 
     let endpoint = record.endpoint.clone();
+    let version = record.version.clone().unwrap_or_else(|| API_VERSION.to_string());
+    let call = (endpoint.as_str(), version.as_str());
     let fault = shared.lock().faults.take_for(&endpoint);
     let outcome = match fault {
         Some(Fault::Status { code, subcode, .. }) => {
@@ -74,12 +76,11 @@ async fn api(
         Some(Fault::GarbageBody { .. }) => Outcome::Garbage,
         Some(Fault::Delay { duration, .. }) => {
             tokio::time::sleep(duration).await;
-            run(&shared, &endpoint, &headers, &parsed)
+            run(&shared, call, &headers, &parsed)
         }
-        None => run(&shared, &endpoint, &headers, &parsed),
+        None => run(&shared, call, &headers, &parsed),
     };
 
-    let version = record.version.clone().unwrap_or_else(|| API_VERSION.to_string());
     let info = EndpointInfo { name: endpoint, requested_version: version.clone(), actual_version: version };
     let (status, payload) = match &outcome {
         Outcome::Data(data) => (200, envelope::success(&info, data.clone()).to_string()),
@@ -112,15 +113,17 @@ enum Outcome {
     Garbage,
 }
 
+/// Runs `(endpoint, version)` with `body`.
 fn run(
     shared: &Shared,
-    endpoint: &str,
+    (endpoint, version): (&str, &str),
     headers: &HeaderMap,
     body: &Result<Map<String, Value>, ApiError>,
 ) -> Outcome {
-    if !handlers::is_known(endpoint) {
-        tracing::warn!(endpoint, "unknown ClearML endpoint called: answering 400/1 (emulator lacks it)");
-        return Outcome::Error(ApiError::unsupported_endpoint(endpoint));
+    let feature_set = shared.lock().config.feature_set;
+    if !handlers::is_known(endpoint, feature_set) {
+        tracing::warn!(endpoint, %feature_set, "unknown ClearML endpoint called: answering 404/0");
+        return Outcome::Error(ApiError::unknown_endpoint(endpoint, version));
     }
     let mut body = match body {
         Ok(body) => body.clone(),
@@ -128,7 +131,7 @@ fn run(
     };
     // SDK request models serialize their `method` property ("get") into every body.
     body.remove("method");
-    let call = Call { endpoint, headers, body: &body };
+    let call = Call { endpoint, version, headers, body: &body };
     match handlers::handle(&mut shared.lock(), &call) {
         Ok(data) => Outcome::Data(data),
         Err(err) => Outcome::Error(err),

@@ -31,7 +31,7 @@ pub struct State {
 
 impl State {
     pub fn new(config: EmulatorConfig) -> Self {
-        let auth = Auth::new(config.token_secret.clone(), config.default_user());
+        let auth = Auth::new(config.token_secret.clone(), config.default_user(), config.feature_set);
         Self {
             config,
             auth,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use clearml_emulator::{self as emulator, EmulatorConfig, NewTask};
+use clearml_emulator::{self as emulator, EmulatorConfig, FeatureSet, NewTask};
 use gateway_core::env;
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
@@ -14,7 +14,9 @@ use tracing_subscriber::EnvFilter;
 /// `clearml` SDK's `Task.request_external_endpoint` and for the gateway router.
 ///
 /// Prints `CLEARML_API_HOST=<url>` on stdout once listening, then serves until SIGINT/SIGTERM.
-/// Tokens are HS256 JWTs with `feature_set: advanced`. An unauthenticated admin API lives under
+/// Tokens are HS256 JWTs with `feature_set: advanced` (an enterprise server), or `basic` with
+/// `--feature-set basic` (the open-source server: the SDK refuses endpoint requests and
+/// `routers.*` answers 404 like any unknown endpoint). An unauthenticated admin API lives under
 /// `/_emulator/` on the same port: `POST /_emulator/tasks` (create a task), `GET|DELETE
 /// /_emulator/tasks/{id}`, `POST /_emulator/tasks/{id}/status`, `POST
 /// /_emulator/tasks/{id}/runtime`, `POST /_emulator/queues`, `POST /_emulator/users`, `POST
@@ -41,6 +43,10 @@ struct Args {
     #[arg(long, env = "CLEARML_EMULATOR_TOKEN_SECRET", hide_env_values = true)]
     token_secret: Option<String>,
 
+    /// `advanced` plays an enterprise server, `basic` the open-source one.
+    #[arg(long, env = "CLEARML_EMULATOR_FEATURE_SET", default_value = "advanced", value_parser = str::parse::<FeatureSet>)]
+    feature_set: FeatureSet,
+
     /// Create this queue (repeatable); seeded tasks go to the first one.
     #[arg(long = "queue", value_name = "NAME")]
     queues: Vec<String>,
@@ -61,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
 
     // An empty variable (e.g. `CLEARML_API_ACCESS_KEY=` in an env file) means "unset".
     let given = |value: Option<String>| value.filter(|v| !v.is_empty());
-    let mut config = EmulatorConfig::default();
+    let mut config = EmulatorConfig { feature_set: args.feature_set, ..EmulatorConfig::default() };
     if let Some(key) = given(args.access_key) {
         config.access_key = key;
     }

@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::clock::unix_now;
+use super::config::FeatureSet;
 use super::envelope::ApiError;
 use super::jwt::Identity;
 use super::state::State;
@@ -17,6 +18,8 @@ use super::state::State;
 /// One API call: endpoint name, request headers and the JSON body merged with query params.
 pub struct Call<'a> {
     pub endpoint: &'a str,
+    /// The requested API version (the emulator's own when the path has none).
+    pub version: &'a str,
     pub headers: &'a HeaderMap,
     pub body: &'a Map<String, Value>,
 }
@@ -50,19 +53,28 @@ fn handler(endpoint: &str) -> Option<Handler> {
     })
 }
 
-/// Whether the emulator implements `endpoint`.
-pub fn is_known(endpoint: &str) -> bool {
+/// Services only enterprise servers have; the open-source server does not know them at all.
+fn enterprise_only(endpoint: &str) -> bool {
+    endpoint.starts_with("routers.")
+}
+
+/// Whether a server with `feature_set` has `endpoint` (and the emulator implements it).
+pub fn is_known(endpoint: &str, feature_set: FeatureSet) -> bool {
+    if feature_set == FeatureSet::Basic && enterprise_only(endpoint) {
+        return false;
+    }
     matches!(endpoint, "auth.login" | "auth.logout") || handler(endpoint).is_some()
 }
 
-/// Runs one call: logs in, or authenticates the caller and runs the endpoint.
+/// Runs one call of a known endpoint (see [`is_known`]): logs in, or authenticates the caller
+/// and runs the endpoint.
 pub fn handle(state: &mut State, call: &Call) -> Result<Value, ApiError> {
     let now = unix_now();
     match call.endpoint {
         "auth.login" => identity::login(state, call.headers, call.body, now),
         "auth.logout" => identity::logout(state, call.headers, now),
         name => {
-            let run = handler(name).ok_or_else(|| ApiError::unsupported_endpoint(name))?;
+            let run = handler(name).ok_or_else(|| ApiError::unknown_endpoint(name, call.version))?;
             let caller = state.auth.authenticate(call.headers, now)?;
             run(state, &caller, call.body)
         }

@@ -261,15 +261,11 @@ pub fn sdk_python() -> PathBuf {
     venv
 }
 
-/// Runs a script from tests/sdk with the SDK pointed at the emulator; returns stdout.
-pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&str]) -> String {
-    let home = tempfile::tempdir().unwrap();
+/// Points a Python process using the SDK at the emulator (as the default user, with its own HOME).
+pub fn clearml_env(command: &mut Command, emulator: &EmulatorHandle, home: &Path) {
     let config = EmulatorConfig::default();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
-    let out = Command::new(sdk_python())
-        .arg(path)
-        .args(args)
-        .env("HOME", home.path())
+    command
+        .env("HOME", home)
         .env("CLEARML_API_HOST", emulator.url())
         .env("CLEARML_WEB_HOST", emulator.url())
         .env("CLEARML_FILES_HOST", emulator.url())
@@ -277,10 +273,26 @@ pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&st
         .env("CLEARML_API_SECRET_KEY", &config.secret_key)
         .env("CLEARML_AGENT_HOST_IP", "127.0.0.1")
         .env("CLEARML_LOG_LEVEL", "WARNING")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("python runs");
+        .stdin(Stdio::null());
+}
+
+/// Runs a script from tests/sdk with the SDK pointed at the emulator, whatever its outcome.
+pub async fn sdk_script_output(
+    emulator: &EmulatorHandle,
+    script: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
+    let mut command = Command::new(sdk_python());
+    command.arg(path).args(args);
+    clearml_env(&mut command, emulator, home.path());
+    command.output().await.expect("python runs")
+}
+
+/// Runs a script from tests/sdk with the SDK pointed at the emulator; returns stdout.
+pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&str]) -> String {
+    let out = sdk_script_output(emulator, script, args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
