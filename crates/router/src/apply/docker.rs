@@ -146,7 +146,7 @@ impl DockerProxy {
                 })
             })
             .collect();
-        let chosen = choose(&candidates, &self.selector, own_project.as_deref())?;
+        let chosen = choose_layout(&candidates, &self.selector, own_project.as_deref())?;
         let info = docker
             .inspect_container(&chosen.id, None::<InspectContainerOptions>)
             .await
@@ -247,6 +247,26 @@ impl Candidate {
     fn display_name(&self) -> String {
         self.names.first().cloned().unwrap_or_else(|| self.id[..self.id.len().min(12)].to_owned())
     }
+}
+
+/// The proxy services of the vendor's layouts: 2025 and 2026. With the default selector (the 2025
+/// name), the 2026 service is looked for too, so both compose files work unchanged.
+const PROXY_SERVICE_2025: &str = "task_traffic_webserver";
+const PROXY_SERVICE_2026: &str = "ai-gateway-proxy";
+
+/// [`choose`] by the selector; with the 2025 default and no such container, the 2026 service.
+fn choose_layout<'a>(
+    candidates: &'a [Candidate],
+    selector: &str,
+    own_project: Option<&str>,
+) -> anyhow::Result<&'a Candidate> {
+    let first = choose(candidates, selector, own_project);
+    if first.is_err() && selector == PROXY_SERVICE_2025 {
+        if let Ok(found) = choose(candidates, PROXY_SERVICE_2026, own_project) {
+            return Ok(found);
+        }
+    }
+    first
 }
 
 /// The proxy among the running containers: an exact name wins; else the compose service label,
@@ -506,6 +526,10 @@ mod tests {
         assert_eq!(choose(&plain, s, Some("gw")).unwrap().id, "d");
         let err = choose(&all[2..], s, None).unwrap_err().to_string();
         assert!(err.contains("no running container") && err.contains("fix:"), "{err}");
+        // The 2026 layout's proxy is found with the default selector too.
+        let layout_2026 = [candidate("e", "gw-ai-gateway-proxy-1", Some("ai-gateway-proxy"), Some("gw"))];
+        assert_eq!(choose_layout(&layout_2026, s, Some("gw")).unwrap().id, "e");
+        assert!(choose_layout(&layout_2026, "my-proxy", Some("gw")).is_err());
     }
 
     #[test]
