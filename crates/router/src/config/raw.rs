@@ -43,6 +43,11 @@ impl RawEnv {
     /// Later pairs override earlier ones with the same name (defaults first, then overrides); a
     /// 2026 name overrides its older name whatever the order.
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        // envy reads the pairs as the environment (a later pair with the same name wins); the
+        // names it yields are matched case-insensitively below.
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let vars: BTreeMap<String, String> =
+            envy::from_iter(vars.iter().cloned()).unwrap_or_else(|_| vars.into_iter().collect());
         let mut raw = Self::default();
         let mut from_alias = std::collections::BTreeSet::new();
         for (name, value) in vars {
@@ -153,5 +158,20 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("did you mean ROUTER__STREAM__PORT_RANGE__START?"), "{warnings:?}");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn envy_reads_the_pairs_as_a_map() {
+        let pairs = vec![
+            ("ROUTER_URL".to_owned(), "http://a".to_owned()),
+            ("ROUTER_URL".to_owned(), "http://b".to_owned()),
+        ];
+        let map: BTreeMap<String, String> = envy::from_iter(pairs.clone()).unwrap();
+        assert_eq!(map.len(), 1, "{map:?}");
+        assert_eq!(
+            RawEnv::from_vars(pairs).var(env::ROUTER_URL).value,
+            Some("http://b"),
+            "the later pair wins"
+        );
     }
 }
