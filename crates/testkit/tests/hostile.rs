@@ -836,17 +836,43 @@ fn proxy_accepts_route_id(id: &str) -> bool {
 
 #[test]
 fn every_route_the_router_accepts_is_one_the_proxy_serves() {
-    let tasks = ["-zz", "-", "--", "-a__b"]
-        .iter()
-        .map(|id| task_doc(&json!(id), "dash", &http_runtime(json!("10.0.0.5"), json!(80))))
-        .collect();
+    let runtime = http_runtime(json!("10.0.0.5"), json!(80));
+    // Positive controls: ids at the edges of what the router accepts, each of which must be
+    // routed (so the check below runs on them) and served.
+    let longest_task = "f".repeat(64);
+    let mut named = runtime.clone();
+    for endpoint in ["api", "-x", "_", "a-b_c", &"e".repeat(64)] {
+        for key in ["_SERVICE", "_ADDRESS", "_PORT"] {
+            named[format!("{key}__{endpoint}")] = runtime[key].clone();
+        }
+    }
+    let accepted = [
+        ("0123456789abcdef0123456789abcdef", &runtime),
+        ("a", &runtime),
+        ("Z-9", &runtime),
+        ("a--b", &runtime),
+        (longest_task.as_str(), &named),
+    ];
+    // Ids the proxy would skip; the router must refuse them.
+    let dashes = ["-zz", "-", "--", "-a__b"].map(|id| (id, &runtime));
+    let tasks = accepted.iter().chain(&dashes).map(|(id, rt)| task_doc(&json!(id), "edge", rt)).collect();
     let table = RouteTable::build(&Snapshot { tasks, company: None }, &library_policy(false));
+    // Every accepted task id plus the five named endpoints of the last one.
+    let expected = accepted.len() + 5;
+    let mut checked = 0;
     for id in table.http.keys() {
         assert!(
             proxy_accepts_route_id(id.as_str()),
             "route {id} is routed by the router but skipped by the proxy"
         );
+        checked += 1;
     }
+    let routed: Vec<&str> = table.http.keys().map(|id| id.as_str()).collect();
+    assert_eq!(checked, expected, "the positive controls must all be routed: {routed:?}");
+    for (id, _) in &accepted {
+        assert!(routed.contains(id), "{id} is not routed: {routed:?}");
+    }
+    assert!(routed.contains(&format!("{longest_task}__{}", "e".repeat(64)).as_str()), "{routed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
