@@ -2,11 +2,12 @@
 //! router's conf.d and Lua directory, and a master process that the process reloader signals.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::process::{Child, Command};
+
+use crate::process::ProcessGroup;
 
 use clearml_router::apply::probe::ProxyProbe;
 use gateway_core::table::RouteTable;
@@ -17,7 +18,8 @@ pub struct LocalProxy {
     pub main: MainConf,
     pub conf_dir: PathBuf,
     pub lua_dir: PathBuf,
-    child: Child,
+    /// The master and its workers; dropping the proxy stops them all.
+    nginx: ProcessGroup,
 }
 
 impl LocalProxy {
@@ -42,8 +44,8 @@ impl LocalProxy {
         let conf_path = main.write()?;
         let initial = render(layout, &RouteTable::default())?;
         clearml_router::apply::validate::write_staged(&initial, &conf_dir, &lua_dir, true)?;
-        let child = Command::new(nginx_bin)
-            .arg("-p")
+        let mut cmd = Command::new(nginx_bin);
+        cmd.arg("-p")
             .arg(prefix)
             .arg("-e")
             .arg(main.error_log())
@@ -53,21 +55,21 @@ impl LocalProxy {
             .arg("daemon off;")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
+            .stderr(Stdio::inherit());
+        // SIGQUIT: graceful shutdown, the master reaps its workers before it exits.
+        let nginx =
+            ProcessGroup::spawn(&mut cmd, libc::SIGQUIT, Duration::from_secs(3)).with_context(|| {
                 format!(
                     "starting {} (install nginx with the Lua module: scripts/setup.sh)",
                     nginx_bin.display()
                 )
             })?;
-        let mut proxy = Self { main, conf_dir, lua_dir, child };
+        let mut proxy = Self { main, conf_dir, lua_dir, nginx };
         let probe = ProxyProbe::new(layout.control_port);
         let ready = probe.wait_for(Duration::from_secs(10), |s| s.config_hash == initial.config_hash).await;
         if let Err(e) = ready {
             let log = std::fs::read_to_string(proxy.main.error_log()).unwrap_or_default();
-            let _ = proxy.child.start_kill();
+            proxy.nginx.stop();
             bail!("nginx did not come up: {e:#}\n{log}");
         }
         Ok(proxy)
@@ -77,12 +79,8 @@ impl LocalProxy {
         self.main.pid_file()
     }
 
-    /// Stops nginx (fast shutdown) and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: signalling our own child process.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    /// Stops nginx, workers included, and waits for it (dropping the proxy does the same).
+    pub fn stop(mut self) {
+        self.nginx.stop();
     }
 }

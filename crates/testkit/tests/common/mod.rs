@@ -5,22 +5,67 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use clearml_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, NewTask};
 use gateway_render::Layout;
 use gateway_testkit::local_proxy::LocalProxy;
+use gateway_testkit::process::ProcessGroup;
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+/// A port for a listener the test starts later. Binding port 0 and closing it would hand out an
+/// ephemeral port that any connection may take before the listener binds it; instead each port
+/// comes from a counter over a range below the ephemeral one (32768-60999), at most once per
+/// process, starting at an offset from the pid so that test binaries running at the same time
+/// start far apart, and only if nothing is bound to it now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    const BLOCK: u32 = 200;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id() % (SPAN / BLOCK) * BLOCK;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "free_port: all {SPAN} ports of this process's range were handed out");
+        let port = (FIRST + (offset + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Ends a test that cannot run on this machine: the caller returns right after. Under CI (`CI`
+/// set) a skip is a failure unless `GATEWAY_ALLOW_SKIP` names the test (comma-separated), so a
+/// missing tool cannot turn into a silent pass.
+pub fn skip(test: &str, why: &str) {
+    let allowed = std::env::var("GATEWAY_ALLOW_SKIP").unwrap_or_default();
+    let allowed = allowed.split(',').any(|name| name.trim() == test);
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci || allowed,
+        "{test} cannot run here and CI is set: {why}
+to allow this skip: GATEWAY_ALLOW_SKIP={test}"
+    );
+    // The real stderr, so that the line shows even when the test harness captures output.
+    use std::io::Write;
+    let _ =
+        writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {why} (under CI: GATEWAY_ALLOW_SKIP={test})");
+}
+
+/// Starts a helper process (Python app, script) the test stops again: SIGTERM, then SIGKILL to
+/// its process group, on drop also when the test panics.
+pub fn spawn_helper(cmd: &mut std::process::Command) -> ProcessGroup {
+    let shown = format!("{cmd:?}");
+    ProcessGroup::spawn(cmd, libc::SIGTERM, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"))
 }
 
 pub struct Gateway {
     pub emulator: EmulatorHandle,
     pub proxy: Option<LocalProxy>,
-    pub router: Option<Child>,
+    pub router: Option<ProcessGroup>,
     pub dir: tempfile::TempDir,
     pub http_port: u16,
     pub control_port: u16,
@@ -115,24 +160,21 @@ impl Gateway {
 
     pub fn start_router(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.router_log_path()).unwrap();
-        let child = Command::new(gateway_testkit::paths::router_bin())
-            .arg("run")
+        let mut cmd = std::process::Command::new(gateway_testkit::paths::router_bin());
+        cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "clearml_gateway=debug,clearml_router=debug,info")
             .envs(self.router_env())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("router binary starts");
-        self.router = Some(child);
+            .stderr(log);
+        self.router = Some(spawn_helper(&mut cmd));
     }
 
     pub async fn stop_router(&mut self) {
-        if let Some(mut child) = self.router.take() {
-            let _ = child.kill().await;
+        if let Some(mut router) = self.router.take() {
+            router.stop();
         }
     }
 
@@ -217,6 +259,14 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+impl Drop for Gateway {
+    /// The router first, so that it does not see its proxy go away.
+    fn drop(&mut self) {
+        drop(self.router.take());
+        drop(self.proxy.take());
     }
 }
 
