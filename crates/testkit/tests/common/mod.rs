@@ -311,22 +311,30 @@ pub fn sdk_python() -> PathBuf {
     venv
 }
 
+/// The environment that points the clearml SDK at `emulator`, with `home` as its HOME; the
+/// endpoints a script asks for are on loopback.
+pub fn sdk_env(emulator: &EmulatorHandle, home: &Path) -> Vec<(&'static str, String)> {
+    let config = EmulatorConfig::default();
+    vec![
+        ("HOME", home.display().to_string()),
+        ("CLEARML_API_HOST", emulator.url()),
+        ("CLEARML_WEB_HOST", emulator.url()),
+        ("CLEARML_FILES_HOST", emulator.url()),
+        ("CLEARML_API_ACCESS_KEY", config.access_key),
+        ("CLEARML_API_SECRET_KEY", config.secret_key),
+        ("CLEARML_AGENT_HOST_IP", "127.0.0.1".into()),
+        ("CLEARML_LOG_LEVEL", "WARNING".into()),
+    ]
+}
+
 /// Runs a script from tests/sdk with the SDK pointed at the emulator; returns stdout.
 pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&str]) -> String {
     let home = tempfile::tempdir().unwrap();
-    let config = EmulatorConfig::default();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
     let out = Command::new(sdk_python())
         .arg(path)
         .args(args)
-        .env("HOME", home.path())
-        .env("CLEARML_API_HOST", emulator.url())
-        .env("CLEARML_WEB_HOST", emulator.url())
-        .env("CLEARML_FILES_HOST", emulator.url())
-        .env("CLEARML_API_ACCESS_KEY", &config.access_key)
-        .env("CLEARML_API_SECRET_KEY", &config.secret_key)
-        .env("CLEARML_AGENT_HOST_IP", "127.0.0.1")
-        .env("CLEARML_LOG_LEVEL", "WARNING")
+        .envs(sdk_env(emulator, home.path()))
         .stdin(Stdio::null())
         .output()
         .await
