@@ -40,19 +40,25 @@ async fn get_json(url: &str) -> Value {
     http_client().get(url).fetch_json().await
 }
 
+/// Polls `/api/status` until `done` holds for it; returns that status.
+async fn wait_for_api_status(gw: &Gateway, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let status = get_json(&gw.status_url("/api/status")).await;
+        if done(&status) {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_api_reports_routes_refusals_and_apply() {
     let (gw, good, refused, _files) = gateway_with_tasks().await;
     // The published route is in the status once the write-back happened.
-    let deadline = tokio::time::Instant::now() + T;
-    let status = loop {
-        let status = get_json(&gw.status_url("/api/status")).await;
-        if status["http_routes"].as_array().is_some_and(|r| !r.is_empty()) {
-            break status;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status =
+        wait_for_api_status(&gw, |s| s["http_routes"].as_array().is_some_and(|r| !r.is_empty())).await;
     assert_eq!(status["router"]["name"], "test");
     assert_eq!(status["router"]["url"], gw.router_url);
     assert_eq!(status["router"]["auth"], "disabled");
@@ -136,7 +142,14 @@ fn chromium() -> &'static str {
 async fn status_page_renders_in_headless_chromium() {
     let (gw, good, refused, _files) = gateway_with_tasks().await;
     gw.wait_for_status(&format!("{}/service/{good}/", gw.router_url), 200, T).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The page shows what the status API holds: wait until that has the route and the refusal.
+    wait_for_api_status(&gw, |status| {
+        let has = |list: &str, key: &str, id: &str| {
+            status[list].as_array().is_some_and(|items| items.iter().any(|i| i[key] == id))
+        };
+        has("http_routes", "task_id", &good) && has("refused", "task", &refused)
+    })
+    .await;
     let url = gw.status_url("/");
     let profile = tempfile::tempdir().unwrap();
     let common_args = |cmd: &mut tokio::process::Command| {

@@ -274,6 +274,48 @@ impl Gateway {
     pub fn status_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.status_port)
     }
+
+    /// The routing table version the proxy serves now (its control listener's status).
+    pub async fn routes_version(&self) -> String {
+        let probe = clearml_router::apply::probe::ProxyProbe::new(self.control_port);
+        probe.status().await.expect("the proxy's control listener answers").routes_version
+    }
+
+    /// Waits until the proxy serves another routing table than `before`; returns the new version.
+    pub async fn wait_for_routes_change(&self, before: &str, timeout: Duration) -> String {
+        let probe = clearml_router::apply::probe::ProxyProbe::new(self.control_port);
+        match probe.wait_for(timeout, |s| s.routes_version != before).await {
+            Ok(status) => status.routes_version,
+            Err(e) => panic!("{e:#}\nrouter log:\n{}", self.router_log()),
+        }
+    }
+
+    /// Successful ClearML polls of the running router so far (0 while it is not up yet).
+    pub async fn polls(&self) -> u64 {
+        let Ok(response) = http_client().get(self.status_url("/metrics")).send().await else { return 0 };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("clearml_gateway_polls_total{result=\"ok\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the router has polled `n` more times. A poll starts a round (read ClearML and
+    /// the route files, apply, advertise) and rounds do not overlap: with `n` = 2 one whole round
+    /// ran after the call, so whatever it would do (wrongly) it has done.
+    pub async fn wait_for_polls(&self, n: u64, timeout: Duration) {
+        let start = self.polls().await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.polls().await < start + n {
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "the router did not poll {n} times within {timeout:?}\nrouter log:\n{}",
+                    self.router_log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// `request.fetch_json().await`: send, expect a JSON answer, panic with context otherwise.
