@@ -378,6 +378,7 @@ pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&st
         .args(args)
         .envs(sdk_env(emulator, home.path()))
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await
         .expect("python runs");
