@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lists processes a test run left behind and fails if there is one: anything whose command line,
 # working directory or open files point into the run's temp directory (nginx masters and their
-# workers, Chromium, Python apps), this checkout's router and demo binaries, and its test scripts.
+# workers, routers with their logs, the demo, Chromium, Python scripts), and this checkout's SDK
+# test scripts.
 # Usage: scripts/leftover-processes.sh <temp dir of the run>
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +26,11 @@ leftovers() {
     find /proc/[0-9]*/fd /proc/[0-9]*/cwd -maxdepth 1 -lname "$run_dir*" 2>/dev/null | cut -d/ -f3
     # Command lines naming the temp directory or this checkout's test scripts.
     grep -lsF -e "$run_dir" -e "$repo/crates/testkit/tests/sdk/" /proc/[0-9]*/cmdline | cut -d/ -f3
-    # This checkout's router and demo binaries.
-    find /proc/[0-9]*/exe -maxdepth 0 \( -lname "$repo/target/*/clearml-router*" \
-      -o -lname "$repo/target/*/clearml-gateway-demo*" \) 2>/dev/null | cut -d/ -f3
   } | sort -un | while read -r pid; do
     ours "$pid" && continue
     # Gone meanwhile (or one of the commands above, which have ended).
     cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
+    cmd=${cmd%"${cmd##*[! ]}"}
     [ -n "$cmd" ] || continue
     printf '  pid %s (parent %s): %s\n' "$pid" "$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)" "${cmd:0:300}"
   done
