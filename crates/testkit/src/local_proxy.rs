@@ -56,9 +56,8 @@ impl LocalProxy {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        // SIGQUIT: graceful shutdown, the master reaps its workers before it exits.
-        let nginx =
-            ProcessGroup::spawn(&mut cmd, libc::SIGQUIT, Duration::from_secs(3)).with_context(|| {
+        let nginx = ProcessGroup::spawn(&mut cmd, crate::process::NGINX_STOP, Duration::from_secs(3))
+            .with_context(|| {
                 format!(
                     "starting {} (install nginx with the Lua module: scripts/setup.sh)",
                     nginx_bin.display()

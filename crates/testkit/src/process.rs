@@ -6,11 +6,16 @@ use std::io;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+/// nginx: graceful shutdown (the master reaps its workers), then fast shutdown for workers that
+/// hold on to open connections.
+pub const NGINX_STOP: &[i32] = &[libc::SIGQUIT, libc::SIGTERM];
+/// Everything else.
+pub const TERMINATE: &[i32] = &[libc::SIGTERM];
+
 pub struct ProcessGroup {
     child: Child,
-    /// Asks the leader to stop (nginx: SIGQUIT, graceful; others: SIGTERM).
-    stop_signal: i32,
-    /// How long the leader gets to exit on `stop_signal` before the group is killed.
+    /// Sent to the leader in turn, each followed by `grace` to exit, before the group is killed.
+    stop_signals: &'static [i32],
     grace: Duration,
     /// Set once stopped: the group id may belong to someone else afterwards.
     stopped: Option<Option<ExitStatus>>,
@@ -18,10 +23,10 @@ pub struct ProcessGroup {
 
 impl ProcessGroup {
     /// Spawns `cmd` as the leader of a new process group.
-    pub fn spawn(cmd: &mut Command, stop_signal: i32, grace: Duration) -> io::Result<Self> {
+    pub fn spawn(cmd: &mut Command, stop_signals: &'static [i32], grace: Duration) -> io::Result<Self> {
         use std::os::unix::process::CommandExt;
         let child = cmd.process_group(0).spawn()?;
-        Ok(Self { child, stop_signal, grace, stopped: None })
+        Ok(Self { child, stop_signals, grace, stopped: None })
     }
 
     pub fn id(&self) -> u32 {
@@ -32,16 +37,19 @@ impl ProcessGroup {
         self.child.try_wait()
     }
 
-    /// Graceful stop, then SIGKILL to the whole group; reaps the leader. Blocks for at most the
-    /// grace period plus a moment; calling it again is harmless.
+    /// The stop signals, then SIGKILL to the whole group; reaps the leader. Blocks for at most
+    /// the grace periods plus a moment; calling it again is harmless.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if let Some(status) = self.stopped {
             return status;
         }
         let pgid = self.child.id() as libc::pid_t;
-        if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: signalling our own child, which has not been reaped (its pid is still ours).
-            unsafe { libc::kill(pgid, self.stop_signal) };
+        for &signal in self.stop_signals {
+            if self.leader_exited() {
+                break;
+            }
+            // SAFETY: signalling our own child, not reaped yet (its pid is still ours).
+            unsafe { libc::kill(pgid, signal) };
             let deadline = Instant::now() + self.grace;
             // Wait without reaping: while the leader is a zombie its pid (the group id) cannot be
             // reused, so the group kill below cannot hit an unrelated process.

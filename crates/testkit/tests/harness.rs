@@ -28,20 +28,25 @@ fn running(pid: u32) -> bool {
     state.is_some_and(|s| s != "Z")
 }
 
+/// Also with a websocket open through the proxy, which nginx's graceful shutdown would wait for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_test_leaves_no_nginx_or_router_behind() {
     let (tx, rx) = std::sync::mpsc::channel();
     let failing = tokio::spawn(async move {
         let gw = Gateway::start(Options::default()).await;
+        let (_, url) = gw.routed_task("held").await;
+        let ws_url = format!("{}ws", url.replacen("http", "ws", 1));
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("websocket opens");
         let pid_file = gw.dir.path().join("nginx.pid");
         let master: u32 = std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap();
         let mut pids = vec![master, gw.router.as_ref().unwrap().id()];
         pids.extend(children(master));
-        tx.send(pids).unwrap();
+        // The websocket outlives the gateway: it is still open while the proxy is stopped.
+        tx.send((pids, ws)).unwrap();
         panic!("a test fails with its gateway running");
     });
     assert!(failing.await.unwrap_err().is_panic());
-    let pids = rx.recv().unwrap();
+    let (pids, _open_websocket) = rx.recv().unwrap();
     assert!(pids.len() >= 4, "master, router and at least two workers: {pids:?}");
     // Drop already waited for the processes to exit; a moment more for their parents to reap them.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

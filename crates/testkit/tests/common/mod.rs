@@ -58,7 +58,7 @@ to allow this skip: GATEWAY_ALLOW_SKIP={test}"
 /// its process group, on drop also when the test panics.
 pub fn spawn_helper(cmd: &mut std::process::Command) -> ProcessGroup {
     let shown = format!("{cmd:?}");
-    ProcessGroup::spawn(cmd, libc::SIGTERM, Duration::from_secs(3))
+    ProcessGroup::spawn(cmd, gateway_testkit::process::TERMINATE, Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"))
 }
 
