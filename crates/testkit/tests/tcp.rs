@@ -174,6 +174,7 @@ async fn session_connection_survives_other_tcp_routes_coming_and_going() {
     gw.stop_router().await;
     std::fs::remove_file(gw.dir.path().join("lua/routes.json")).unwrap();
     gw.start_router();
+    // A whole round of the restarted router: it has applied its table by then.
     gw.wait_for_polls(2, T).await;
     assert_eq!(published_port(&gw, &a, "").await, port_a);
     let conf = std::fs::read_to_string(gw.dir.path().join("conf.d/clearml-router.stream")).unwrap();

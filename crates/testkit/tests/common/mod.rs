@@ -45,8 +45,7 @@ pub fn skip(test: &str, why: &str) {
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
     assert!(
         !ci || allowed,
-        "{test} cannot run here and CI is set: {why}
-to allow this skip: GATEWAY_ALLOW_SKIP={test}"
+        "{test} cannot run here and CI is set: {why}\nto allow this skip: GATEWAY_ALLOW_SKIP={test}"
     );
     // The real stderr, so that the line shows even when the test harness captures output.
     use std::io::Write;
