@@ -127,8 +127,16 @@ async fn poll_cost(gw: &Gateway) {
         asking.len(),
         started.elapsed().as_secs_f64()
     );
-    // Let the router settle (write-backs for the new routes), then measure one steady-state poll.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Let the router settle: a whole round with no write-back (tasks.edit) left to do; then
+    // measure steady-state polls.
+    loop {
+        gw.emulator.reset_stats();
+        gw.wait_for_polls(2, Duration::from_secs(60)).await;
+        if !gw.emulator.stats().per_endpoint.contains_key("tasks.edit") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "the router never settled");
+    }
     gw.emulator.reset_stats();
     let window = Duration::from_secs(5);
     tokio::time::sleep(window).await;

@@ -90,7 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let _ = stop_tx.send(());
     let _ = router_task.await;
-    proxy.stop().await;
+    proxy.stop();
     emulator.shutdown().await;
     result
 }

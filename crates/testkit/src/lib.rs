@@ -5,4 +5,5 @@
 pub mod demo;
 pub mod local_proxy;
 pub mod paths;
+pub mod process;
 pub mod sample_apps;

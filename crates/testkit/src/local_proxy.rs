@@ -2,11 +2,12 @@
 //! router's conf.d and Lua directory, and a master process that the process reloader signals.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::process::{Child, Command};
+
+use crate::process::ProcessGroup;
 
 use clearml_router::apply::probe::{ProxyControl, ProxyProbe};
 use clearml_router::config::{env, Defaults, RawEnv};
@@ -27,7 +28,8 @@ pub struct LocalProxy {
     pub main: MainConf,
     pub conf_dir: PathBuf,
     pub lua_dir: PathBuf,
-    child: Child,
+    /// The master and its workers; dropping the proxy stops them all.
+    nginx: ProcessGroup,
 }
 
 impl LocalProxy {
@@ -52,8 +54,8 @@ impl LocalProxy {
         let conf_path = main.write()?;
         let initial = render(layout, &RouteTable::default())?;
         clearml_router::apply::validate::write_staged(&initial, &conf_dir, &lua_dir, true)?;
-        let child = Command::new(nginx_bin)
-            .arg("-p")
+        let mut cmd = Command::new(nginx_bin);
+        cmd.arg("-p")
             .arg(prefix)
             .arg("-e")
             .arg(main.error_log())
@@ -63,21 +65,20 @@ impl LocalProxy {
             .arg("daemon off;")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
+            .stderr(Stdio::inherit());
+        let nginx = ProcessGroup::spawn(&mut cmd, crate::process::NGINX_STOP, Duration::from_secs(3))
             .with_context(|| {
                 format!(
                     "starting {} (install nginx with the Lua module: scripts/setup.sh)",
                     nginx_bin.display()
                 )
             })?;
-        let mut proxy = Self { main, conf_dir, lua_dir, child };
+        let mut proxy = Self { main, conf_dir, lua_dir, nginx };
         let probe = ProxyProbe::new(layout.control_port);
         let ready = probe.wait_for(Duration::from_secs(10), |s| s.config_hash == initial.config_hash).await;
         if let Err(e) = ready {
             let log = std::fs::read_to_string(proxy.main.error_log()).unwrap_or_default();
-            let _ = proxy.child.start_kill();
+            proxy.nginx.stop();
             bail!("nginx did not come up: {e:#}\n{log}");
         }
         Ok(proxy)
@@ -87,12 +88,8 @@ impl LocalProxy {
         self.main.pid_file()
     }
 
-    /// Stops nginx (fast shutdown) and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: signalling our own child process.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    /// Stops nginx, workers included, and waits for it (dropping the proxy does the same).
+    pub fn stop(mut self) {
+        self.nginx.stop();
     }
 }

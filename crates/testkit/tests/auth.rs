@@ -207,9 +207,15 @@ async fn decisions_are_cached_and_known_users_survive_a_clearml_outage() {
 
     // ClearML goes down: the known user keeps access past the fresh TTL; a new user gets 503.
     let newcomer = gw.emulator.mint_token("user-1", Duration::from_secs(3600));
+    let stale_before = gw.nginx_error_log().matches(STALE).count();
     gw.emulator.set_available(false);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(get(&url, Some(&t.valid), Via::Cookie, Client::Api).await.0, 200);
+    // Served throughout, until the proxy says the decision it used was stale (the TTL passed).
+    let deadline = tokio::time::Instant::now() + T;
+    while gw.nginx_error_log().matches(STALE).count() == stale_before {
+        assert_eq!(get(&url, Some(&t.valid), Via::Cookie, Client::Api).await.0, 200);
+        assert!(tokio::time::Instant::now() < deadline, "no stale decision was used within {T:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (status, body) = get(&url, Some(&newcomer), Via::Cookie, Client::Browser).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("cannot be reached"), "{body}");
@@ -218,9 +224,20 @@ async fn decisions_are_cached_and_known_users_survive_a_clearml_outage() {
 
     // A logout is seen once the fresh TTL has passed.
     gw.emulator.revoke_sessions_of("user-1");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(get(&url, Some(&t.valid), Via::Cookie, Client::Api).await.0, 401);
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        match get(&url, Some(&t.valid), Via::Cookie, Client::Api).await.0.as_u16() {
+            401 => break,
+            200 => {} // the cached decision, until the TTL passes
+            other => panic!("a logged-out token got {other}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the logout was not seen within {T:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
+
+/// What the proxy logs when it honours a cached decision past its TTL during an outage.
+const STALE: &str = "using a stale decision for a known user";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn disabled_auth_is_explicit_and_loud() {

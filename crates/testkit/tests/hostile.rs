@@ -849,19 +849,44 @@ fn proxy_accepted_route_ids(ids: &[&str]) -> Vec<bool> {
 
 #[test]
 fn every_route_the_router_accepts_is_one_the_proxy_serves() {
-    let longest = "f".repeat(64);
-    let tasks = ["-zz", "-", "--", "-a__b", "zz-", "0123456789abcdef0123456789abcdef", &longest]
-        .iter()
-        .map(|id| task_doc(&json!(id), "dash", &http_runtime(json!("10.0.0.5"), json!(80))))
-        .collect();
-    let table = RouteTable::build(&Snapshot { tasks, company: None }, &library_policy(false));
-    let ids: Vec<&str> = table.http.keys().map(|id| id.as_str()).collect();
-    let accepted = proxy_accepted_route_ids(&ids);
-    assert_eq!(accepted.len(), ids.len(), "one answer per id");
-    assert!(ids.len() >= 3, "the valid ids are routed: {ids:?}");
-    for (id, accepted) in ids.iter().zip(accepted) {
-        assert!(accepted, "route {id} is routed by the router but skipped by the proxy");
+    let runtime = http_runtime(json!("10.0.0.5"), json!(80));
+    // Positive controls: ids at the edges of what the router accepts, each of which must be
+    // routed (so the check below runs on them) and served.
+    let longest_task = "f".repeat(64);
+    let mut named = runtime.clone();
+    for endpoint in ["api", "-x", "_", "a-b_c", &"e".repeat(64)] {
+        for key in ["_SERVICE", "_ADDRESS", "_PORT"] {
+            named[format!("{key}__{endpoint}")] = runtime[key].clone();
+        }
     }
+    let accepted = [
+        ("0123456789abcdef0123456789abcdef", &runtime),
+        ("a", &runtime),
+        ("Z-9", &runtime),
+        ("a--b", &runtime),
+        (longest_task.as_str(), &named),
+    ];
+    // Ids the proxy would skip; the router must refuse them.
+    let dashes = ["-zz", "-", "--", "-a__b"].map(|id| (id, &runtime));
+    let tasks = accepted.iter().chain(&dashes).map(|(id, rt)| task_doc(&json!(id), "edge", rt)).collect();
+    let table = RouteTable::build(&Snapshot { tasks, company: None }, &library_policy(false));
+    // Every accepted task id plus the five named endpoints of the last one.
+    let expected = accepted.len() + 5;
+    let ids: Vec<&str> = table.http.keys().map(|id| id.as_str()).collect();
+    // The proxy's own rule (clearml_rules.lua, run by luajit) judges every routed id.
+    let answers = proxy_accepted_route_ids(&ids);
+    assert_eq!(answers.len(), ids.len(), "one answer per id");
+    let mut checked = 0;
+    for (id, served) in ids.iter().zip(answers) {
+        assert!(served, "route {id} is routed by the router but skipped by the proxy");
+        checked += 1;
+    }
+    let routed: Vec<&str> = table.http.keys().map(|id| id.as_str()).collect();
+    assert_eq!(checked, expected, "the positive controls must all be routed: {routed:?}");
+    for (id, _) in &accepted {
+        assert!(routed.contains(id), "{id} is not routed: {routed:?}");
+    }
+    assert!(routed.contains(&format!("{longest_task}__{}", "e".repeat(64)).as_str()), "{routed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

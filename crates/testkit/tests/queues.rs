@@ -37,8 +37,8 @@ async fn only_tasks_on_listened_queues_are_routed() {
     gw.wait_for_key(&on_gpu, "endpoint", t).await;
     gw.wait_for_key(&on_services, "endpoint", t).await;
     gw.wait_for_status(&format!("{}/service/{on_gpu}/", gw.router_url), 200, t).await;
-    // Give the router a few more polls to (wrongly) pick up the cpu task.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Another round, in which the router would (wrongly) pick up the cpu task.
+    gw.wait_for_polls(2, t).await;
     assert!(gw.runtime(&on_cpu).get("endpoint").is_none());
     let r = http_client().get(format!("{}/service/{on_cpu}/", gw.router_url)).send().await.unwrap();
     assert_eq!(r.status(), 404);

@@ -16,13 +16,9 @@ async fn a_fastapi_app_with_root_path_builds_links_that_work_through_the_gateway
     let task = gw.http_task("fastapi", format!("127.0.0.1:{port}").parse().unwrap());
     let prefix = format!("/service/{task}");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/root_path_app.py");
-    let mut app = tokio::process::Command::new(sdk_python())
-        .arg(script)
-        .arg(port.to_string())
-        .arg(&prefix)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python runs (scripts/setup.sh installs fastapi and uvicorn in .venv)");
+    // scripts/setup.sh installs fastapi and uvicorn in .venv.
+    let _app =
+        spawn_helper(std::process::Command::new(sdk_python()).arg(script).arg(port.to_string()).arg(&prefix));
 
     let url = gw.wait_for_key(&task, "endpoint", Duration::from_secs(20)).await;
     gw.wait_for_status(&url, 200, Duration::from_secs(30)).await;
@@ -32,5 +28,4 @@ async fn a_fastapi_app_with_root_path_builds_links_that_work_through_the_gateway
     assert_eq!(link, format!("{}{prefix}/hello", gw.router_url), "the app's own link carries the prefix");
     let hello: Value = http_client().get(link).fetch_json().await;
     assert_eq!(hello["hello"], "from the task");
-    let _ = app.kill().await;
 }

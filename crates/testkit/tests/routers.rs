@@ -57,7 +57,8 @@ async fn two_routers_split_tasks_by_queue_and_respect_ownership() {
         assert!(tokio::time::Instant::now() < deadline, "{}", b.router_log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Another round, in which B would (wrongly) take A's task over.
+    b.wait_for_polls(2, T).await;
     assert_eq!(
         emulator.task(&on_a).unwrap()["runtime"]["endpoint"],
         format!("{}/service/{on_a}/", a.router_url)

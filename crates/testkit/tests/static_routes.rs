@@ -112,6 +112,7 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
     assert_eq!((echo["app"].as_str(), echo["uri"].as_str()), (Some("alpha"), Some("/k")));
 
     // A malformed file is refused with the field named, and the routes keep serving.
+    let version = gw.routes_version().await;
     std::fs::write(
         routes_file(&gw),
         r#"{"routes": [{"name": "demo", "path": "no-slash", "access": "public"}]}"#,
@@ -122,7 +123,8 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
         assert!(tokio::time::Instant::now() < deadline, "refusal not logged:\n{}", gw.router_log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    gw.wait_for_polls(2, T).await;
+    assert_eq!(gw.routes_version().await, version, "the refused file changed the routes");
     assert_eq!(http.get(format!("{demo}z")).send().await.unwrap().status(), 200);
     assert_eq!(http.get(format!("{}/demo/deep/", gw.router_url)).send().await.unwrap().status(), 200);
 
@@ -194,16 +196,18 @@ async fn load_balancing_spreads_sticks_and_moves_only_clients_of_a_removed_targe
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let d = sample_app("d").await;
+    let version = gw.routes_version().await;
     write_routes(&gw, &route(&[apps[0], apps[2], d]));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    gw.wait_for_routes_change(&version, T).await;
     for (cookie, app) in clients.iter().filter(|(_, app)| app != "b") {
         let body: Value = http.get(&url).header("cookie", cookie).fetch_json().await;
         assert_eq!(body["app"], app.as_str(), "a joining target moves nobody");
     }
     // A target that died before the file drops it: the proxy tries the next one, nothing fails.
     let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let version = gw.routes_version().await;
     write_routes(&gw, &route(&[apps[0], dead]));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    gw.wait_for_routes_change(&version, T).await;
     for _ in 0..6 {
         let (status, body, _) = get_json(&http, &url).await;
         assert_eq!((status, body["app"].as_str()), (200, Some("a")));

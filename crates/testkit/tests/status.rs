@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clearml_emulator::{EmulatorHandle, NewTask};
 use common::*;
+use gateway_testkit::process::ProcessGroup;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);
@@ -39,19 +40,25 @@ async fn get_json(url: &str) -> Value {
     http_client().get(url).fetch_json().await
 }
 
+/// Polls `/api/status` until `done` holds for it; returns that status.
+async fn wait_for_api_status(gw: &Gateway, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let status = get_json(&gw.status_url("/api/status")).await;
+        if done(&status) {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_api_reports_routes_refusals_and_apply() {
     let (gw, good, refused, _files) = gateway_with_tasks().await;
     // The published route is in the status once the write-back happened.
-    let deadline = tokio::time::Instant::now() + T;
-    let status = loop {
-        let status = get_json(&gw.status_url("/api/status")).await;
-        if status["http_routes"].as_array().is_some_and(|r| !r.is_empty()) {
-            break status;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status =
+        wait_for_api_status(&gw, |s| s["http_routes"].as_array().is_some_and(|r| !r.is_empty())).await;
     assert_eq!(status["router"]["name"], "test");
     assert_eq!(status["router"]["url"], gw.router_url);
     assert_eq!(status["router"]["auth"], "disabled");
@@ -135,7 +142,14 @@ fn chromium() -> &'static str {
 async fn status_page_renders_in_headless_chromium() {
     let (gw, good, refused, _files) = gateway_with_tasks().await;
     gw.wait_for_status(&format!("{}/service/{good}/", gw.router_url), 200, T).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The page shows what the status API holds: wait until that has the route and the refusal.
+    wait_for_api_status(&gw, |status| {
+        let has = |list: &str, key: &str, id: &str| {
+            status[list].as_array().is_some_and(|items| items.iter().any(|i| i[key] == id))
+        };
+        has("http_routes", "task_id", &good) && has("refused", "task", &refused)
+    })
+    .await;
     let url = gw.status_url("/");
     let profile = tempfile::tempdir().unwrap();
     let common_args = |cmd: &mut tokio::process::Command| {
@@ -256,4 +270,100 @@ async fn self_test_passes_with_an_agent_and_fails_clearly_without() {
     assert!(!passed);
     assert!(out.contains("queue \"no-such-queue\" does not exist"), "{out}");
     agent.abort();
+}
+
+/// What the stand-in agent of [`python_agent`] saw: the script it ran and the task's runtime once
+/// the router had routed it.
+struct AgentRun {
+    script: ProcessGroup,
+    output: std::path::PathBuf,
+    task: String,
+    runtime: Value,
+    _dir: tempfile::TempDir,
+}
+
+/// An agent stand-in that runs the self-test's real task script: takes the first task queued on
+/// `queue`, marks it running and starts the script the router put in it (`script.diff`) with the
+/// real Python and clearml SDK, attached to the task through CLEARML_TASK_ID as clearml-agent
+/// does. Returns once the router has published the task's endpoint.
+fn python_agent(emulator: EmulatorHandle, queue: String) -> tokio::task::JoinHandle<AgentRun> {
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + T;
+        let task = loop {
+            let queued = emulator
+                .tasks()
+                .into_iter()
+                .find(|t| t["status"] == "queued" && t["execution"]["queue"] == queue.as_str());
+            if let Some(task) = queued {
+                break task;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no task was queued on {queue}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let id = task["id"].as_str().unwrap().to_owned();
+        let entry_point = task["script"]["entry_point"].as_str().expect("script.entry_point");
+        let code = task["script"]["diff"].as_str().expect("the task carries its script");
+        emulator.update_task(&id, |t| {
+            t["status"] = json!("in_progress");
+            t["last_worker"] = json!("python-agent:0");
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(entry_point);
+        std::fs::write(&path, code).unwrap();
+        let output = dir.path().join("output.txt");
+        let log = std::fs::File::create(&output).unwrap();
+        let script = spawn_helper(
+            std::process::Command::new(sdk_python())
+                .arg(&path)
+                .current_dir(dir.path())
+                .envs(sdk_env(&emulator, dir.path()))
+                .env("CLEARML_TASK_ID", &id)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let runtime = loop {
+            let runtime = emulator.task(&id).map(|t| t["runtime"].clone()).unwrap_or(Value::Null);
+            if runtime.get("endpoint").is_some() {
+                break runtime;
+            }
+            let printed = std::fs::read_to_string(&output).unwrap_or_default();
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the task was not routed; script output:\n{printed}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        AgentRun { script, output, task: id, runtime, _dir: dir }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn self_test_task_script_runs_under_the_real_sdk_and_is_routed() {
+    let gw = Gateway::start(Options::default()).await;
+    let queue = gw.emulator.create_queue("gateway-test");
+    let agent = python_agent(gw.emulator.clone(), queue);
+    gw.wait_for_status(&gw.status_url("/healthz"), 200, T).await;
+
+    let (passed, out) = run_test_command(&gw, "gateway-test", "60").await;
+    let mut run = agent.await.expect("the agent stand-in ran the script");
+    let printed = std::fs::read_to_string(&run.output).unwrap_or_default();
+    assert!(passed, "{out}\nscript output:\n{printed}");
+    assert!(out.contains("worker:           python-agent:0"), "{out}");
+    assert!(out.contains("served by the test task"), "{out}");
+
+    // What the script asked for, as the SDK wrote it, and what the router answered.
+    let port = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("serving on port "))
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("the script did not print its port:\n{printed}"));
+    let runtime = &run.runtime;
+    assert_eq!(runtime["_SERVICE"], "EXTERNAL", "{runtime}");
+    assert_eq!(runtime["_ADDRESS"], "127.0.0.1", "{runtime}");
+    assert_eq!(runtime["_PORT"].to_string().trim_matches('"'), port.to_string(), "{runtime}");
+    assert_eq!(runtime["endpoint"], format!("{}/service/{}/", gw.router_url, run.task), "{runtime}");
+    assert!(gw.emulator.task(&run.task).is_none(), "the self-test removed its task");
+    assert!(run.script.stop().is_some(), "the script is stopped and reaped");
 }

@@ -174,7 +174,8 @@ async fn session_connection_survives_other_tcp_routes_coming_and_going() {
     gw.stop_router().await;
     std::fs::remove_file(gw.dir.path().join("lua/routes.json")).unwrap();
     gw.start_router();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A whole round of the restarted router: it has applied its table by then.
+    gw.wait_for_polls(2, T).await;
     assert_eq!(published_port(&gw, &a, "").await, port_a);
     let conf = std::fs::read_to_string(gw.dir.path().join("conf.d/clearml-router.stream")).unwrap();
     assert!(conf.contains(&format!("listen {port_a};")), "{conf}");
@@ -194,7 +195,8 @@ async fn an_exhausted_range_refuses_only_the_extra_task() {
         assert!(tokio::time::Instant::now() < deadline, "{}", gw.router_log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Another round, in which the third task would (wrongly) get a port.
+    gw.wait_for_polls(2, T).await;
     let served = published(&gw);
     assert_eq!(served.len(), 2, "only two ports in the range");
     let mut ports: Vec<u16> =

@@ -5,22 +5,67 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use clearml_emulator::{self as emulator, EmulatorConfig, EmulatorHandle, NewTask};
+use clearml_router::apply::probe::{ProxyControl, ProxyProbe};
 use gateway_render::Layout;
 use gateway_testkit::local_proxy::LocalProxy;
+use gateway_testkit::process::ProcessGroup;
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+/// A port for a listener the test starts later. Binding port 0 and closing it would hand out an
+/// ephemeral port that any connection may take before the listener binds it; instead each port
+/// comes from a counter over a range below the ephemeral one (32768-60999), at most once per
+/// process, starting at an offset from the pid so that test binaries running at the same time
+/// start far apart, and only if nothing is bound to it now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    const BLOCK: u32 = 200;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id() % (SPAN / BLOCK) * BLOCK;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "free_port: all {SPAN} ports of this process's range were handed out");
+        let port = (FIRST + (offset + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Ends a test that cannot run on this machine: the caller returns right after. Under CI (`CI`
+/// set) a skip is a failure unless `GATEWAY_ALLOW_SKIP` names the test (comma-separated), so a
+/// missing tool cannot turn into a silent pass.
+pub fn skip(test: &str, why: &str) {
+    let allowed = std::env::var("GATEWAY_ALLOW_SKIP").unwrap_or_default();
+    let allowed = allowed.split(',').any(|name| name.trim() == test);
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci || allowed,
+        "{test} cannot run here and CI is set: {why}\nto allow this skip: GATEWAY_ALLOW_SKIP={test}"
+    );
+    // The real stderr, so that the line shows even when the test harness captures output.
+    use std::io::Write;
+    let _ =
+        writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {why} (under CI: GATEWAY_ALLOW_SKIP={test})");
+}
+
+/// Starts a helper process (Python app, script) the test stops again: SIGTERM, then SIGKILL to
+/// its process group, on drop also when the test panics.
+pub fn spawn_helper(cmd: &mut std::process::Command) -> ProcessGroup {
+    let shown = format!("{cmd:?}");
+    ProcessGroup::spawn(cmd, gateway_testkit::process::TERMINATE, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"))
 }
 
 pub struct Gateway {
     pub emulator: EmulatorHandle,
     pub proxy: Option<LocalProxy>,
-    pub router: Option<Child>,
+    pub router: Option<ProcessGroup>,
     pub dir: tempfile::TempDir,
     pub http_port: u16,
     pub control_port: u16,
@@ -115,24 +160,21 @@ impl Gateway {
 
     pub fn start_router(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.router_log_path()).unwrap();
-        let child = Command::new(gateway_testkit::paths::router_bin())
-            .arg("run")
+        let mut cmd = std::process::Command::new(gateway_testkit::paths::router_bin());
+        cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "clearml_gateway=debug,clearml_router=debug,info")
             .envs(self.router_env())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("router binary starts");
-        self.router = Some(child);
+            .stderr(log);
+        self.router = Some(spawn_helper(&mut cmd));
     }
 
     pub async fn stop_router(&mut self) {
-        if let Some(mut child) = self.router.take() {
-            let _ = child.kill().await;
+        if let Some(mut router) = self.router.take() {
+            router.stop();
         }
     }
 
@@ -220,9 +262,59 @@ impl Gateway {
     }
 }
 
+impl Drop for Gateway {
+    /// The router first, so that it does not see its proxy go away.
+    fn drop(&mut self) {
+        drop(self.router.take());
+        drop(self.proxy.take());
+    }
+}
+
 impl Gateway {
     pub fn status_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.status_port)
+    }
+
+    /// The routing table version the proxy serves now (its control listener's status).
+    pub async fn routes_version(&self) -> String {
+        let probe = ProxyProbe::new(self.control_port);
+        probe.status().await.expect("the proxy's control listener answers").routes_version
+    }
+
+    /// Waits until the proxy serves another routing table than `before`; returns the new version.
+    pub async fn wait_for_routes_change(&self, before: &str, timeout: Duration) -> String {
+        let probe = ProxyProbe::new(self.control_port);
+        match probe.wait_for(timeout, |s| s.routes_version != before).await {
+            Ok(status) => status.routes_version,
+            Err(e) => panic!("{e:#}\nrouter log:\n{}", self.router_log()),
+        }
+    }
+
+    /// Successful ClearML polls of the running router so far (0 while it is not up yet).
+    pub async fn polls(&self) -> u64 {
+        let Ok(response) = http_client().get(self.status_url("/metrics")).send().await else { return 0 };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("clearml_gateway_polls_total{result=\"ok\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the router has polled `n` more times. A poll starts a round (read ClearML and
+    /// the route files, apply, advertise) and rounds do not overlap: with `n` = 2 one whole round
+    /// ran after the call, so whatever it would do (wrongly) it has done.
+    pub async fn wait_for_polls(&self, n: u64, timeout: Duration) {
+        let start = self.polls().await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.polls().await < start + n {
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "the router did not poll {n} times within {timeout:?}\nrouter log:\n{}",
+                    self.router_log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -261,19 +353,25 @@ pub fn sdk_python() -> PathBuf {
     venv
 }
 
+/// The environment that points the clearml SDK at `emulator`, with `home` as its HOME; the
+/// endpoints a script asks for are on loopback.
+pub fn sdk_env(emulator: &EmulatorHandle, home: &Path) -> Vec<(&'static str, String)> {
+    let config = EmulatorConfig::default();
+    vec![
+        ("HOME", home.display().to_string()),
+        ("CLEARML_API_HOST", emulator.url()),
+        ("CLEARML_WEB_HOST", emulator.url()),
+        ("CLEARML_FILES_HOST", emulator.url()),
+        ("CLEARML_API_ACCESS_KEY", config.access_key),
+        ("CLEARML_API_SECRET_KEY", config.secret_key),
+        ("CLEARML_AGENT_HOST_IP", "127.0.0.1".into()),
+        ("CLEARML_LOG_LEVEL", "WARNING".into()),
+    ]
+}
+
 /// Points a Python process using the SDK at the emulator (as the default user, with its own HOME).
 pub fn clearml_env(command: &mut Command, emulator: &EmulatorHandle, home: &Path) {
-    let config = EmulatorConfig::default();
-    command
-        .env("HOME", home)
-        .env("CLEARML_API_HOST", emulator.url())
-        .env("CLEARML_WEB_HOST", emulator.url())
-        .env("CLEARML_FILES_HOST", emulator.url())
-        .env("CLEARML_API_ACCESS_KEY", &config.access_key)
-        .env("CLEARML_API_SECRET_KEY", &config.secret_key)
-        .env("CLEARML_AGENT_HOST_IP", "127.0.0.1")
-        .env("CLEARML_LOG_LEVEL", "WARNING")
-        .stdin(Stdio::null());
+    command.envs(sdk_env(emulator, home)).stdin(Stdio::null());
 }
 
 /// Runs a script from tests/sdk with the SDK pointed at the emulator, whatever its outcome.
@@ -285,7 +383,7 @@ pub async fn sdk_script_output(
     let home = tempfile::tempdir().unwrap();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
     let mut command = Command::new(sdk_python());
-    command.arg(path).args(args);
+    command.arg(path).args(args).kill_on_drop(true);
     clearml_env(&mut command, emulator, home.path());
     command.output().await.expect("python runs")
 }
