@@ -16,7 +16,7 @@ trap 'rm -rf "$log" "$run_tmp"' EXIT
 scripts/lua-tests.sh
 # Every crate of the workspace: libraries, binaries and integration tests (no doc tests).
 status=0
-TMPDIR=$run_tmp cargo test --workspace --lib --bins --tests 2>&1 | tee "$log" || status=$?
+TMPDIR=$run_tmp cargo test --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
 # Nothing the suite started may outlive it.
