@@ -90,8 +90,9 @@ impl ClearmlClient {
             let batch = list_field(data, "tasks", "tasks.get_all")?;
             let short = batch.len() < POLL_PAGE_SIZE;
             for task in batch {
-                let id = task.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                if seen.insert(id) {
+                // Keyed by the id's JSON text: a hostile non-string id must reach the reader
+                // (which refuses it with a reason), not vanish here.
+                if seen.insert(task.get("id").unwrap_or(&Value::Null).to_string()) {
                     tasks.push(task);
                 }
             }

@@ -77,7 +77,9 @@ impl TaskWatch {
         };
         self.last_cost = PollCost { full, tasks_fetched: fetched.len() };
         for task in fetched {
-            let Some(id) = task.get("id").and_then(Value::as_str).map(str::to_owned) else { continue };
+            // The id's JSON text: tasks with a hostile non-string id stay in the set, so the reader
+            // refuses them with a reason instead of their vanishing here.
+            let id = task.get("id").unwrap_or(&Value::Null).to_string();
             if let Some(seen) = task.get("last_update").and_then(Value::as_str).and_then(parse_utc_micros) {
                 self.watermark = Some(self.watermark.map_or(seen, |w| w.max(seen)));
             }
