@@ -11,7 +11,8 @@
 //!   (`<conf dir>/.clearml-router-staging`; `include conf.d/*.conf` never matches it), and
 //!   `nginx -t` and `luajit -bl` run inside the proxy container on the staged copy: the proxy's
 //!   own binaries and modules judge it. The router mounts the volumes at the proxy's paths, so a
-//!   staged path means the same file on both sides.
+//!   staged path means the same file on both sides. nginx writes only into the proxy's /tmp:
+//!   the proxy may mount the folders read-only.
 //! - **Reload**: SIGHUP through the `kill` API; nginx is the container's PID 1 (the entrypoint
 //!   `exec`s it) and reloads gracefully. The applier then confirms the new hash as always.
 //! - **Restarts**: [`DockerProxy::identity`] is the container id and start time; the applier
@@ -35,6 +36,7 @@ use crate::apply::validate::{file_name, stage, BoxFuture, Check, ValidateConfig,
 use crate::apply::{reloader::Reloader, ProxyIdentity};
 use crate::config::env;
 use gateway_core::table::RouteTable;
+use gateway_render::main_conf::MainConf;
 use gateway_render::Layout;
 
 pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -42,6 +44,9 @@ pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
 
 /// Name of the staging directory inside the conf.d volume (a dot-directory: no include matches it).
 pub const STAGING_DIR_NAME: &str = ".clearml-router-staging";
+
+/// Where `nginx -t` inside the proxy container writes its pid, error log and temp folders.
+const PROXY_SCRATCH_DIR: &str = "/tmp/clearml-router-validate";
 
 /// How long one Docker API call (or one exec) may take.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
@@ -436,15 +441,33 @@ impl DockerValidator {
         let container =
             self.proxy.find().await.context("cannot validate the new config in the proxy container")?;
         let staged = stage(layout, table, staging, &self.modules_include)?;
+        // The staging folder is read-only for the proxy (the vendor mounts conf.d `:ro` there):
+        // what `nginx -t` writes (pid, error log, temp folders) goes to the proxy's /tmp instead.
+        let proxy_side = MainConf {
+            prefix: PathBuf::from(PROXY_SCRATCH_DIR),
+            conf_dir: staged.dir.join("conf.d"),
+            workers: 1,
+            modules_include: self.modules_include.clone(),
+            access_log: false,
+        };
+        let main_conf = staged.dir.join("nginx-proxy.conf");
+        std::fs::write(&main_conf, proxy_side.render()?)
+            .with_context(|| format!("writing {}", main_conf.display()))?;
         let path = |p: &Path| p.to_string_lossy().into_owned();
         let nginx = [
+            "sh".into(),
+            "-c".into(),
+            // nginx creates the temp folders but not their parent.
+            r#"mkdir -p "$1" && shift && exec "$@""#.into(),
+            "sh".into(),
+            format!("{PROXY_SCRATCH_DIR}/tmp"),
             path(&self.nginx_bin),
             "-t".into(),
             "-q".into(),
             "-e".into(),
             "stderr".into(),
             "-c".into(),
-            path(&staged.main_conf),
+            path(&main_conf),
         ];
         let mut report = ValidationReport::default();
         report.checks.push(Check::from_run("nginx -t", self.run(&container, &nginx).await));
