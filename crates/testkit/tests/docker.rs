@@ -528,23 +528,25 @@ fn build_images() -> (String, String) {
     images
 }
 
-/// The vendor's two deployment generations.
-#[derive(Clone, Copy, Debug)]
+/// The vendor's two deployment generations and the project's own compose file.
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Vendor {
     Y2025,
     Y2026,
+    Own,
 }
 
 impl Vendor {
     fn dir(self) -> PathBuf {
-        repo().join(match self {
-            Vendor::Y2025 => "deploy/vendor-2025",
-            Vendor::Y2026 => "deploy/vendor-2026",
-        })
+        match self {
+            Vendor::Y2025 => repo().join("deploy/vendor-2025"),
+            Vendor::Y2026 => repo().join("deploy/vendor-2026"),
+            Vendor::Own => repo().to_owned(),
+        }
     }
     fn services(self) -> (&'static str, &'static str) {
         match self {
-            Vendor::Y2025 => ("task_traffic_router", "task_traffic_webserver"),
+            Vendor::Y2025 | Vendor::Own => ("task_traffic_router", "task_traffic_webserver"),
             Vendor::Y2026 => ("ai-gateway-router", "ai-gateway-proxy"),
         }
     }
@@ -592,9 +594,10 @@ fn docker_host_ip() -> String {
     }
 }
 
-/// A vendor compose file as shipped, in a fresh folder with an operator's runtime.env: the SDK's
+/// A compose file as shipped, in a fresh folder with an operator's runtime.env: the SDK's
 /// endpoint request is answered and served (200 with a login, 401 without), also after a router
-/// restart and a proxy restart.
+/// restart and a proxy restart. The own file passes only the variables it names: the test-only
+/// ones come from an override file there.
 async fn vendor_layout_serves_an_sdk_endpoint(vendor: Vendor) {
     let started = Instant::now();
     require_docker();
@@ -605,6 +608,17 @@ async fn vendor_layout_serves_an_sdk_endpoint(vendor: Vendor) {
     let dir = tempfile::Builder::new().prefix("gw-vendor").tempdir().unwrap();
     let compose_file = dir.path().join("docker-compose.yml");
     std::fs::copy(vendor.dir().join("docker-compose.yml"), &compose_file).unwrap();
+    let mut files = vec![compose_file];
+    if vendor == Vendor::Own {
+        let override_file = dir.path().join("test-override.yml");
+        std::fs::write(
+            &override_file,
+            "version: \"3.6\"\nservices:\n  task_traffic_router:\n    environment:\n      \
+             ROUTER_ALLOW_LOOPBACK_TARGETS: \"true\"\n      ROUTER_POLL_INTERVAL_SECONDS: \"0.3\"\n",
+        )
+        .unwrap();
+        files.push(override_file);
+    }
     // The emulator listens on all interfaces: the router container is not on the host network.
     let emulator = emulator::start(EmulatorConfig::default(), "0.0.0.0:0".parse().unwrap()).await.unwrap();
     let api_port = emulator.url().rsplit(':').next().unwrap().to_owned();
@@ -622,6 +636,8 @@ async fn vendor_layout_serves_an_sdk_endpoint(vendor: Vendor) {
             &[
                 ("PROXY_TAG", tag.clone()),
                 ("ROUTER_TAG", tag.clone()),
+                ("PROXY_IMAGE", proxy_image.clone()),
+                ("ROUTER_IMAGE", router_image.clone()),
                 ("ROUTER_NAME", format!("vendor-{vendor:?}")),
                 ("ROUTER__WEBSERVER__SERVER_PORT", http_port.to_string()),
                 ("ROUTER_URL", router_url.clone()),
@@ -633,6 +649,8 @@ async fn vendor_layout_serves_an_sdk_endpoint(vendor: Vendor) {
                 ("ROUTER_PROXY_CONTROL_PORT", control_port.to_string()),
                 ("ROUTER_POLL_INTERVAL_SECONDS", "0.3".into()),
                 ("ROUTER_CLEARML_TIMEOUT_SECONDS", "2".into()),
+                // The own file puts the router on the host network: a port of its own.
+                ("ROUTER_STATUS_ADDRESS", format!("127.0.0.1:{}", common::free_port())),
             ],
         ),
     )
@@ -640,7 +658,7 @@ async fn vendor_layout_serves_an_sdk_endpoint(vendor: Vendor) {
     let (router, proxy) = vendor.services();
     let stack = Stack {
         project: format!("gwvendor{}", unique_suffix()),
-        files: vec![compose_file],
+        files,
         workdir: dir.path().to_owned(),
         env_file: Some(env_file),
         _dir: dir,
@@ -699,7 +717,9 @@ async fn vendor_layout_serves_an_sdk_endpoint(vendor: Vendor) {
     served("first start").await;
     let log = stack.router_log();
     assert!(log.contains("dropped root"), "{}", stack.diagnostics());
-    assert!(log.contains("asking inside the proxy container"), "{}", stack.diagnostics());
+    // Off the host network (the vendor files) the router confirms inside the proxy container.
+    let asks_inside = log.contains("asking inside the proxy container");
+    assert_eq!(asks_inside, vendor != Vendor::Own, "{}", stack.diagnostics());
     assert!(
         !log.contains("Permission denied") && !log.contains("Read-only file system"),
         "{}",
@@ -708,7 +728,7 @@ async fn vendor_layout_serves_an_sdk_endpoint(vendor: Vendor) {
     assert_eq!(stack.uid(router), "65532", "the router dropped root");
     assert_eq!(stack.uid(proxy), "65532", "the proxy runs unprivileged");
     match vendor {
-        Vendor::Y2025 => assert!(log.contains("reloader=docker"), "{}", stack.diagnostics()),
+        Vendor::Y2025 | Vendor::Own => assert!(log.contains("reloader=docker"), "{}", stack.diagnostics()),
         Vendor::Y2026 => {
             assert!(log.contains("reloader=file"), "{}", stack.diagnostics());
             assert!(
@@ -749,6 +769,11 @@ async fn vendor_layout_serves_an_sdk_endpoint(vendor: Vendor) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn vendor_2025_compose_file_with_only_the_images_changed_serves_endpoints() {
     vendor_layout_serves_an_sdk_endpoint(Vendor::Y2025).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn own_compose_file_serves_sdk_endpoints_with_login_across_restarts() {
+    vendor_layout_serves_an_sdk_endpoint(Vendor::Own).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -381,10 +381,11 @@ fn permission_error(socket: &Path, socket_gid: Option<u32>, e: std::io::Error) -
     let group = socket_gid.map(|g| g.to_string()).unwrap_or_else(|| "<gid of the socket>".into());
     anyhow!(
         "no permission to use the Docker socket {} ({e}; the router runs as uid {uid}, gid {gid}, groups {groups:?}; \
-         the socket belongs to group {group}); fix: run the router with the socket's group — docker compose: \
-         group_add: [\"{group}\"] (DOCKER_GID={group} in runtime.env; `stat -c %g /var/run/docker.sock` on the host \
-         prints it), docker run: --group-add {group} — or set {}=true to run without \
-         the socket",
+         the socket belongs to group {group}); fix: start the router container as root (the image's default: it \
+         adds the socket's group itself, then drops root; remove `user:` from the compose file), or give it the \
+         socket's group — docker compose: group_add: [\"{group}\"] (DOCKER_GID={group} in runtime.env; \
+         `stat -c %g /var/run/docker.sock` on the host prints it), docker run: --group-add {group} — or set \
+         {}=true to run without the socket",
         socket.display(),
         env::AUTO_RELOAD_CONFIG
     )
