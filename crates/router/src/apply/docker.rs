@@ -259,12 +259,31 @@ impl Candidate {
 const PROXY_SERVICE_2025: &str = "task_traffic_webserver";
 const PROXY_SERVICE_2026: &str = "ai-gateway-proxy";
 
-/// [`choose`] by the selector; with the 2025 default and no such container, the 2026 service.
+/// The proxy service of the router's own compose project first (under either vendor name with
+/// the default selector: another layout's fixed `container_name` on the same host must not win),
+/// then [`choose`] by the selector; with the 2025 default and no such container, the 2026 service.
 fn choose_layout<'a>(
     candidates: &'a [Candidate],
     selector: &str,
     own_project: Option<&str>,
 ) -> anyhow::Result<&'a Candidate> {
+    if let Some(project) = own_project {
+        let services = if selector == PROXY_SERVICE_2025 {
+            vec![PROXY_SERVICE_2025, PROXY_SERVICE_2026]
+        } else {
+            vec![selector]
+        };
+        for service in services {
+            let has = |c: &Candidate, key: &str, value: &str| c.labels.get(key).is_some_and(|v| v == value);
+            let same: Vec<&Candidate> = candidates
+                .iter()
+                .filter(|c| has(c, COMPOSE_SERVICE_LABEL, service) && has(c, COMPOSE_PROJECT_LABEL, project))
+                .collect();
+            if let [one] = same[..] {
+                return Ok(one);
+            }
+        }
+    }
     let first = choose(candidates, selector, own_project);
     if first.is_err() && selector == PROXY_SERVICE_2025 {
         if let Ok(found) = choose(candidates, PROXY_SERVICE_2026, own_project) {
@@ -554,6 +573,14 @@ mod tests {
         let layout_2026 = [candidate("e", "gw-ai-gateway-proxy-1", Some("ai-gateway-proxy"), Some("gw"))];
         assert_eq!(choose_layout(&layout_2026, s, Some("gw")).unwrap().id, "e");
         assert!(choose_layout(&layout_2026, "my-proxy", Some("gw")).is_err());
+        // Two layouts on one host: the router's own project wins over the other's fixed name.
+        let both = [
+            candidate("f", "task_traffic_webserver", Some(s), Some("old")),
+            candidate("g", "ai-gateway-proxy", Some("ai-gateway-proxy"), Some("new")),
+        ];
+        assert_eq!(choose_layout(&both, s, Some("new")).unwrap().id, "g");
+        assert_eq!(choose_layout(&both, s, Some("old")).unwrap().id, "f");
+        assert_eq!(choose_layout(&both, s, None).unwrap().id, "f");
     }
 
     #[test]
