@@ -235,6 +235,26 @@ impl DockerProxy {
             .with_context(|| format!("running {:?} in proxy container {}", cmd.join(" "), container.name))
     }
 
+    /// Whether this process reaches the proxy container's loopback: the router runs outside any
+    /// container or on the host network and the proxy is on the host network, or the proxy
+    /// joined the router's network (`network_mode: container:…`). Unknown counts as shared.
+    pub async fn shares_network_with(&self, container: &ProxyContainer) -> bool {
+        let Ok(docker) = self.client().await else { return true };
+        let Some(own) = own_container_id() else { return true };
+        let mode = |id: String| async move {
+            let info = docker.inspect_container(&id, None::<InspectContainerOptions>).await.ok()?;
+            info.host_config?.network_mode
+        };
+        match (mode(own.clone()).await, mode(container.id.clone()).await) {
+            (Some(router), Some(proxy)) => {
+                (router == "host" && proxy == "host")
+                    || proxy.strip_prefix("container:").is_some_and(|c| own.starts_with(c))
+                    || router.strip_prefix("container:").is_some_and(|c| container.id.starts_with(c))
+            }
+            _ => true,
+        }
+    }
+
     /// The container id and start time: changes when the proxy restarts or is recreated.
     pub async fn identity(&self) -> Option<String> {
         self.find().await.ok().map(|c| format!("{}@{}", c.id, c.started_at))

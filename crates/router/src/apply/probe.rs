@@ -115,10 +115,21 @@ impl ProxyProbe {
         let request = if post { self.http.post(&self.url) } else { self.http.get(&self.url) };
         let response = match (request.send().await, &self.docker) {
             (Ok(response), _) => response,
-            (Err(e), Some(docker)) if e.is_connect() => return self.ask_inside(docker, post).await,
+            (Err(e), Some(docker)) if e.is_connect() && !self.reaches_proxy(docker).await => {
+                return self.ask_inside(docker, post).await
+            }
             (Err(e), _) => return Err(e).with_context(|| format!("proxy control {} unreachable", self.url)),
         };
         response.error_for_status()?.json().await.context("proxy status is not the expected JSON")
+    }
+
+    /// Whether the control port is reachable from here at all (a refused connection then only
+    /// means that the proxy is (re)loading).
+    async fn reaches_proxy(&self, docker: &DockerProxy) -> bool {
+        match docker.find().await {
+            Ok(container) => docker.shares_network_with(&container).await,
+            Err(_) => true,
+        }
     }
 
     async fn ask_inside<T: serde::de::DeserializeOwned>(
