@@ -39,7 +39,7 @@ pub const ROUTER_PROXY_CONTAINER: &str = "ROUTER_PROXY_CONTAINER";
 pub const ROUTER_DOCKER_SOCKET: &str = "ROUTER_DOCKER_SOCKET";
 pub const ROUTER_STATIC_ROUTES_FILE: &str = "ROUTER_STATIC_ROUTES_FILE";
 pub const ROUTER_GROUPS_FILE: &str = "ROUTER_GROUPS_FILE";
-/// `uid:gid` the router drops to when started as root (default 65532:65532; `root` keeps root).
+/// `uid:gid` the router drops to when started as root (the image sets 65532:65532; unset or `root`: no drop).
 pub const ROUTER_RUN_AS: &str = "ROUTER_RUN_AS";
 /// The vendor's 2026 names (router 2.16+) for settings that had other names; both are read, and
 /// when both are set the 2026 name wins.

@@ -1,6 +1,7 @@
 //! Started as root (the vendor's compose files set no `user:`, and Docker creates missing
 //! bind-mount folders root-owned), the router prepares what an unprivileged process cannot and
-//! then drops to `ROUTER_RUN_AS` (default 65532:65532, the vendor's 2026 uid):
+//! then drops to `ROUTER_RUN_AS` (the image sets 65532:65532, the vendor's 2026 uid; unset, e.g.
+//! a router started beside nginx on a host, nothing changes):
 //! - the shared folders (conf.d and the Lua folder) and what is in them become the router's;
 //! - the Docker socket's group, which differs per host, becomes a supplementary group.
 //!
@@ -14,16 +15,10 @@ use anyhow::{bail, Context};
 
 use crate::config::{env, ProxySettings};
 
-/// The uid and gid the router runs as unless `ROUTER_RUN_AS` says otherwise.
-pub const DEFAULT_RUN_AS: (u32, u32) = (65532, 65532);
-
-/// `ROUTER_RUN_AS`: empty for the default, `root` (or `0`, `0:0`) to keep root, `uid[:gid]`.
+/// `ROUTER_RUN_AS`: `uid[:gid]` to drop to; empty or `root` (`0`, `0:0`) to keep the user.
 pub fn parse_run_as(value: &str) -> anyhow::Result<Option<(u32, u32)>> {
     let value = value.trim();
-    if value.is_empty() {
-        return Ok(Some(DEFAULT_RUN_AS));
-    }
-    if matches!(value, "root" | "0" | "0:0") {
+    if matches!(value, "" | "root" | "0" | "0:0") {
         return Ok(None);
     }
     let (uid, gid) = value.split_once(':').unwrap_or((value, value));
@@ -41,7 +36,9 @@ pub fn drop_root(proxy: &ProxySettings) -> anyhow::Result<()> {
     }
     let wanted = std::env::var(env::ROUTER_RUN_AS).unwrap_or_default();
     let Some((uid, gid)) = parse_run_as(&wanted)? else {
-        tracing::warn!("{}={wanted}: the router keeps running as root", env::ROUTER_RUN_AS);
+        if !wanted.is_empty() {
+            tracing::warn!("{}={wanted}: the router keeps running as root", env::ROUTER_RUN_AS);
+        }
         return Ok(());
     };
     for dir in [&proxy.conf_dir, &proxy.lua_dir] {
@@ -102,7 +99,8 @@ mod tests {
 
     #[test]
     fn run_as_is_a_uid_gid_pair_root_or_the_default() {
-        assert_eq!(parse_run_as("").unwrap(), Some(DEFAULT_RUN_AS));
+        assert_eq!(parse_run_as("").unwrap(), None);
+        assert_eq!(parse_run_as("65532:65532").unwrap(), Some((65532, 65532)));
         assert_eq!(parse_run_as("1000:1001").unwrap(), Some((1000, 1001)));
         assert_eq!(parse_run_as("1000").unwrap(), Some((1000, 1000)));
         assert_eq!(parse_run_as("root").unwrap(), None);
