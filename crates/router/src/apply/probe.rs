@@ -146,6 +146,13 @@ impl ProxyProbe {
         let (code, answer) = docker.exec(&container, &cmd).await?;
         let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer.as_str(), ""));
         let status = head.lines().next().unwrap_or_default();
+        if code == 126 || code == 127 {
+            anyhow::bail!(
+                "cannot ask the proxy's control port from inside proxy container {}: it has no bash (exit {code}); \
+                 fix: use the gateway's proxy image, or run the router on the proxy's network (network_mode: host)",
+                container.name
+            );
+        }
         if code != 0 || status.split_whitespace().nth(1) != Some("200") {
             anyhow::bail!(
                 "proxy control 127.0.0.1:{} inside proxy container {} did not answer 200 (exit {code}): {}",
