@@ -39,6 +39,8 @@ pub const ROUTER_PROXY_CONTAINER: &str = "ROUTER_PROXY_CONTAINER";
 pub const ROUTER_DOCKER_SOCKET: &str = "ROUTER_DOCKER_SOCKET";
 pub const ROUTER_STATIC_ROUTES_FILE: &str = "ROUTER_STATIC_ROUTES_FILE";
 pub const ROUTER_GROUPS_FILE: &str = "ROUTER_GROUPS_FILE";
+/// `uid:gid` the router drops to when started as root (the image sets 65532:65532; unset or `root`: no drop).
+pub const ROUTER_RUN_AS: &str = "ROUTER_RUN_AS";
 /// The vendor's 2026 names (router 2.16+) for settings that had other names; both are read, and
 /// when both are set the 2026 name wins.
 pub const COOKIE_SECURE_2026: &str = "ROUTER__HTTP__AUTHORIZATION__COOKIE__SECURE";
@@ -58,7 +60,7 @@ pub const ALIASES: [(&str, &str); 4] = [
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
 /// Every variable the router's settings read; the rest of the environment is never read.
-pub const ALL: [&str; 37] = [
+pub const ALL: [&str; 38] = [
     ROUTER_NAME,
     ROUTER_URL,
     SERVER_PORT,
@@ -96,4 +98,5 @@ pub const ALL: [&str; 37] = [
     ROUTER_DOCKER_SOCKET,
     ROUTER_STATIC_ROUTES_FILE,
     ROUTER_GROUPS_FILE,
+    ROUTER_RUN_AS,
 ];

@@ -130,9 +130,11 @@ fn runnable(name: &Path) -> bool {
 /// [`choose_reloader`]). A Docker reloader whose socket is missing or not permitted is an error
 /// naming the fix.
 pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
+    crate::privileges::drop_root(&settings.proxy)?;
     let (kind, reason) = choose_reloader(settings.proxy.reloader, host_facts(&settings));
     let proxy = &settings.proxy;
     let local_staging = std::env::temp_dir().join(format!("clearml-router-staging-{}", std::process::id()));
+    let mut probe = ProxyProbe::new(proxy.control_port.get());
     let (reloader, validator, staging): (AnyReloader, Box<dyn ValidateConfig>, PathBuf) = match kind {
         ReloaderKind::Docker => {
             let docker = DockerProxy::connect(&proxy.docker_socket, &proxy.container)
@@ -145,11 +147,17 @@ pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
             };
             // Inside the shared conf.d volume, where the proxy container sees the same path.
             let staging = proxy.conf_dir.join(STAGING_DIR_NAME);
+            probe = probe.with_docker(docker.clone());
             (AnyReloader::Docker(DockerReloader { proxy: docker }), Box::new(validator), staging)
         }
         ReloaderKind::File => {
             let reloader =
                 FileWatchReloader { conf_dir: proxy.conf_dir.clone(), lua_dir: proxy.lua_dir.clone() };
+            // No signals in this mode, but a mounted socket still lets the router confirm from
+            // inside the proxy container when it does not share the proxy's network.
+            if let Ok(docker) = DockerProxy::connect(&proxy.docker_socket, &proxy.container) {
+                probe = probe.with_docker(docker);
+            }
             let validator: Box<dyn ValidateConfig> = if runnable(&proxy.nginx_bin) {
                 Box::new(validator(&settings))
             } else {
@@ -175,7 +183,7 @@ pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
         proxy.lua_dir.clone(),
         validator,
         reloader.clone(),
-        ProxyProbe::new(proxy.control_port.get()),
+        probe,
         staging,
     )
     .with_identity(reloader);

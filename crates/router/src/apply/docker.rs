@@ -11,7 +11,8 @@
 //!   (`<conf dir>/.clearml-router-staging`; `include conf.d/*.conf` never matches it), and
 //!   `nginx -t` and `luajit -bl` run inside the proxy container on the staged copy: the proxy's
 //!   own binaries and modules judge it. The router mounts the volumes at the proxy's paths, so a
-//!   staged path means the same file on both sides.
+//!   staged path means the same file on both sides. nginx writes only into the proxy's /tmp:
+//!   the proxy may mount the folders read-only.
 //! - **Reload**: SIGHUP through the `kill` API; nginx is the container's PID 1 (the entrypoint
 //!   `exec`s it) and reloads gracefully. The applier then confirms the new hash as always.
 //! - **Restarts**: [`DockerProxy::identity`] is the container id and start time; the applier
@@ -35,6 +36,7 @@ use crate::apply::validate::{file_name, stage, BoxFuture, Check, ValidateConfig,
 use crate::apply::{reloader::Reloader, ProxyIdentity};
 use crate::config::env;
 use gateway_core::table::RouteTable;
+use gateway_render::main_conf::MainConf;
 use gateway_render::Layout;
 
 pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -42,6 +44,9 @@ pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
 
 /// Name of the staging directory inside the conf.d volume (a dot-directory: no include matches it).
 pub const STAGING_DIR_NAME: &str = ".clearml-router-staging";
+
+/// Where `nginx -t` inside the proxy container writes its pid, error log and temp folders.
+const PROXY_SCRATCH_DIR: &str = "/tmp/clearml-router-validate";
 
 /// How long one Docker API call (or one exec) may take.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
@@ -230,6 +235,26 @@ impl DockerProxy {
             .with_context(|| format!("running {:?} in proxy container {}", cmd.join(" "), container.name))
     }
 
+    /// Whether this process reaches the proxy container's loopback: the router runs outside any
+    /// container or on the host network and the proxy is on the host network, or the proxy
+    /// joined the router's network (`network_mode: container:…`). Unknown counts as shared.
+    pub async fn shares_network_with(&self, container: &ProxyContainer) -> bool {
+        let Ok(docker) = self.client().await else { return true };
+        let Some(own) = own_container_id() else { return true };
+        let mode = |id: String| async move {
+            let info = docker.inspect_container(&id, None::<InspectContainerOptions>).await.ok()?;
+            info.host_config?.network_mode
+        };
+        match (mode(own.clone()).await, mode(container.id.clone()).await) {
+            (Some(router), Some(proxy)) => {
+                (router == "host" && proxy == "host")
+                    || proxy.strip_prefix("container:").is_some_and(|c| own.starts_with(c))
+                    || router.strip_prefix("container:").is_some_and(|c| container.id.starts_with(c))
+            }
+            _ => true,
+        }
+    }
+
     /// The container id and start time: changes when the proxy restarts or is recreated.
     pub async fn identity(&self) -> Option<String> {
         self.find().await.ok().map(|c| format!("{}@{}", c.id, c.started_at))
@@ -254,12 +279,31 @@ impl Candidate {
 const PROXY_SERVICE_2025: &str = "task_traffic_webserver";
 const PROXY_SERVICE_2026: &str = "ai-gateway-proxy";
 
-/// [`choose`] by the selector; with the 2025 default and no such container, the 2026 service.
+/// The proxy service of the router's own compose project first (under either vendor name with
+/// the default selector: another layout's fixed `container_name` on the same host must not win),
+/// then [`choose`] by the selector; with the 2025 default and no such container, the 2026 service.
 fn choose_layout<'a>(
     candidates: &'a [Candidate],
     selector: &str,
     own_project: Option<&str>,
 ) -> anyhow::Result<&'a Candidate> {
+    if let Some(project) = own_project {
+        let services = if selector == PROXY_SERVICE_2025 {
+            vec![PROXY_SERVICE_2025, PROXY_SERVICE_2026]
+        } else {
+            vec![selector]
+        };
+        for service in services {
+            let has = |c: &Candidate, key: &str, value: &str| c.labels.get(key).is_some_and(|v| v == value);
+            let same: Vec<&Candidate> = candidates
+                .iter()
+                .filter(|c| has(c, COMPOSE_SERVICE_LABEL, service) && has(c, COMPOSE_PROJECT_LABEL, project))
+                .collect();
+            if let [one] = same[..] {
+                return Ok(one);
+            }
+        }
+    }
     let first = choose(candidates, selector, own_project);
     if first.is_err() && selector == PROXY_SERVICE_2025 {
         if let Ok(found) = choose(candidates, PROXY_SERVICE_2026, own_project) {
@@ -376,10 +420,11 @@ fn permission_error(socket: &Path, socket_gid: Option<u32>, e: std::io::Error) -
     let group = socket_gid.map(|g| g.to_string()).unwrap_or_else(|| "<gid of the socket>".into());
     anyhow!(
         "no permission to use the Docker socket {} ({e}; the router runs as uid {uid}, gid {gid}, groups {groups:?}; \
-         the socket belongs to group {group}); fix: run the router with the socket's group — docker compose: \
-         group_add: [\"{group}\"] (DOCKER_GID={group} in runtime.env; `stat -c %g /var/run/docker.sock` on the host \
-         prints it), docker run: --group-add {group} — or set {}=true to run without \
-         the socket",
+         the socket belongs to group {group}); fix: start the router container as root (the image's default: it \
+         adds the socket's group itself, then drops root; remove `user:` from the compose file), or give it the \
+         socket's group — docker compose: group_add: [\"{group}\"] (DOCKER_GID={group} in runtime.env; \
+         `stat -c %g /var/run/docker.sock` on the host prints it), docker run: --group-add {group} — or set \
+         {}=true to run without the socket",
         socket.display(),
         env::AUTO_RELOAD_CONFIG
     )
@@ -436,15 +481,33 @@ impl DockerValidator {
         let container =
             self.proxy.find().await.context("cannot validate the new config in the proxy container")?;
         let staged = stage(layout, table, staging, &self.modules_include)?;
+        // The staging folder is read-only for the proxy (the vendor mounts conf.d `:ro` there):
+        // what `nginx -t` writes (pid, error log, temp folders) goes to the proxy's /tmp instead.
+        let proxy_side = MainConf {
+            prefix: PathBuf::from(PROXY_SCRATCH_DIR),
+            conf_dir: staged.dir.join("conf.d"),
+            workers: 1,
+            modules_include: self.modules_include.clone(),
+            access_log: false,
+        };
+        let main_conf = staged.dir.join("nginx-proxy.conf");
+        std::fs::write(&main_conf, proxy_side.render()?)
+            .with_context(|| format!("writing {}", main_conf.display()))?;
         let path = |p: &Path| p.to_string_lossy().into_owned();
         let nginx = [
+            "sh".into(),
+            "-c".into(),
+            // nginx creates the temp folders but not their parent.
+            r#"mkdir -p "$1" && shift && exec "$@""#.into(),
+            "sh".into(),
+            format!("{PROXY_SCRATCH_DIR}/tmp"),
             path(&self.nginx_bin),
             "-t".into(),
             "-q".into(),
             "-e".into(),
             "stderr".into(),
             "-c".into(),
-            path(&staged.main_conf),
+            path(&main_conf),
         ];
         let mut report = ValidationReport::default();
         report.checks.push(Check::from_run("nginx -t", self.run(&container, &nginx).await));
@@ -530,6 +593,14 @@ mod tests {
         let layout_2026 = [candidate("e", "gw-ai-gateway-proxy-1", Some("ai-gateway-proxy"), Some("gw"))];
         assert_eq!(choose_layout(&layout_2026, s, Some("gw")).unwrap().id, "e");
         assert!(choose_layout(&layout_2026, "my-proxy", Some("gw")).is_err());
+        // Two layouts on one host: the router's own project wins over the other's fixed name.
+        let both = [
+            candidate("f", "task_traffic_webserver", Some(s), Some("old")),
+            candidate("g", "ai-gateway-proxy", Some("ai-gateway-proxy"), Some("new")),
+        ];
+        assert_eq!(choose_layout(&both, s, Some("new")).unwrap().id, "g");
+        assert_eq!(choose_layout(&both, s, Some("old")).unwrap().id, "f");
+        assert_eq!(choose_layout(&both, s, None).unwrap().id, "f");
     }
 
     #[test]
