@@ -20,6 +20,8 @@ pub trait ClearmlApi: Send + Sync {
         query: &TaskQuery,
         since: &str,
     ) -> impl Future<Output = Result<Vec<Value>, ApiError>> + Send;
+    /// The static routes the server defines, or `None` if it has no `routers.*` service.
+    fn server_static_routes(&self) -> impl Future<Output = Result<Option<Vec<Value>>, ApiError>> + Send;
     /// One task by id, freshly read (for read-modify-write).
     fn task(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send;
     /// Replaces the task's whole runtime dict (`tasks.edit`).
@@ -47,6 +49,9 @@ impl ClearmlApi for ClearmlClient {
     }
     async fn tasks_changed_since(&self, query: &TaskQuery, since: &str) -> Result<Vec<Value>, ApiError> {
         self.endpoint_tasks(query, serde_json::json!({ "last_update": format!(">={since}") })).await
+    }
+    fn server_static_routes(&self) -> impl Future<Output = Result<Option<Vec<Value>>, ApiError>> + Send {
+        ClearmlClient::server_static_routes(self)
     }
     fn task(&self, id: &str) -> impl Future<Output = Result<Value, ApiError>> + Send {
         ClearmlClient::task(self, id)

@@ -103,6 +103,16 @@ impl ClearmlClient {
         Ok(tasks)
     }
 
+    /// The static routes the server defines (`routers.get_routes`, enterprise servers), or `None`
+    /// when the server has no such call (the open-source server answers 404 for it).
+    pub async fn server_static_routes(&self) -> Result<Option<Vec<Value>>, ApiError> {
+        match self.call("routers.get_routes", json!({})).await {
+            Ok(data) => list_field(data, "routes", "routers.get_routes").map(Some),
+            Err(ApiError::Server { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One task by id, freshly read (for read-modify-write).
     pub async fn task(&self, id: &str) -> Result<Value, ApiError> {
         let mut data = self.call("tasks.get_by_id", json!({ "task": id })).await?;

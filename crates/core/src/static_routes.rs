@@ -375,6 +375,39 @@ pub fn serialize_file(path: &Path, routes: &[StaticRoute]) -> Vec<u8> {
     }
 }
 
+/// A static route as an enterprise ClearML server defines it (`routers.get_routes`: `name`,
+/// `type` path|subdomain, `enabled`, `load_balancer.enabled`), where admins edit them in the
+/// WebApp. A path route is served at `/<name>`, a subdomain route at `<name>.<router domain>`;
+/// the targets are the tasks that ask for it by name; access needs a login.
+pub fn from_server(route: &serde_json::Value, policy: &TargetPolicy) -> Result<StaticRoute, Invalid> {
+    let name = route.get("name").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let kind = route.get("type").and_then(serde_json::Value::as_str).unwrap_or("path");
+    let raw = RawRoute {
+        name: name.to_owned(),
+        path: (kind == "path").then(|| format!("/{name}")),
+        subdomain: (kind == "subdomain").then(|| name.to_owned()),
+        load_balanced: route
+            .pointer("/load_balancer/enabled")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+        access: None,
+        groups: Vec::new(),
+        targets: Vec::new(),
+        enabled: route.get("enabled").and_then(serde_json::Value::as_bool).unwrap_or(true),
+        created: None,
+        updated: None,
+        updated_by: Some("ClearML server".into()),
+    };
+    if kind != "path" && kind != "subdomain" {
+        return Err(invalid(format!(
+            "route {}: type {:?} is neither path nor subdomain",
+            display_untrusted(name),
+            display_untrusted(kind)
+        )));
+    }
+    raw.validate(policy).map_err(|e| invalid(format!("route {}: {e}", display_untrusted(name))))
+}
+
 /// Reads and validates the file; a missing file is no routes.
 pub fn load_file(path: &Path, policy: &TargetPolicy) -> Result<Vec<StaticRoute>, Invalid> {
     let bytes = match std::fs::read(path) {
@@ -509,6 +542,26 @@ mod tests {
         assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("path: another route"));
         let unknown = parse_file(Path::new("r.json"), br#"{"routes": [{"name": "a", "pth": "/a"}]}"#);
         assert!(unknown.unwrap_err().0.contains("pth"));
+    }
+
+    #[test]
+    fn routes_defined_on_the_server_become_static_routes() {
+        let path = from_server(
+            &json!({"name": "demo", "type": "path", "enabled": true, "load_balancer": {"enabled": true}}),
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(path.location, Location::Path(RoutePath::parse("/demo").unwrap()));
+        assert!(path.load_balanced && path.enabled && path.targets.is_empty());
+        let sub =
+            from_server(&json!({"name": "chat", "type": "subdomain", "enabled": false}), &policy()).unwrap();
+        assert_eq!(sub.location, Location::Subdomain(SubdomainLabel::parse("chat").unwrap()));
+        assert!(!sub.enabled && !sub.load_balanced);
+        assert!(from_server(&json!({"name": "x", "type": "tcp"}), &policy())
+            .unwrap_err()
+            .0
+            .contains("neither"));
+        assert!(from_server(&json!({"name": "Bad Name;", "type": "path"}), &policy()).is_err());
     }
 
     #[test]

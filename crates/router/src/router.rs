@@ -24,6 +24,9 @@ use gateway_core::table::RouteTable;
 use gateway_core::task::RouterIdentity;
 use gateway_core::tcp_ports::TcpPlan;
 
+/// How long the server's static routes are reused before asking again (admins edit them rarely).
+const SERVER_ROUTES_TTL: Duration = Duration::from_secs(10);
+
 /// How long resolved queue ids are reused before asking ClearML again (queues come and go rarely).
 const QUEUE_CACHE_TTL: Duration = Duration::from_secs(10);
 
@@ -59,6 +62,13 @@ pub struct RouterLoop<R: Reloader, C: ClearmlApi = ClearmlClient, P: ProxyContro
 /// unchanged content is not parsed again) and kept at their last good content.
 pub struct StaticInputs {
     pub routes: Option<Watched<Vec<StaticRoute>>>,
+    /// The routes the ClearML server defines (`routers.get_routes`); `None` on a server without
+    /// that call (open source), where the file is the only source.
+    pub server: Option<Vec<StaticRoute>>,
+    /// Why server routes were left out (invalid, or also defined in the file).
+    pub server_problems: Vec<String>,
+    /// When the server's routes were last asked for.
+    pub server_asked: Option<Instant>,
     pub groups: Option<Watched<Groups>>,
     /// Which task serves each static route, from the last applied table.
     pub incumbents: BTreeMap<RouteName, TaskId>,
@@ -69,6 +79,9 @@ impl StaticInputs {
         Self {
             routes: settings.static_routes_file.clone().map(Watched::new),
             groups: settings.groups_file.clone().map(Watched::new),
+            server: None,
+            server_problems: Vec::new(),
+            server_asked: None,
             incumbents: BTreeMap::new(),
         }
     }
@@ -99,17 +112,66 @@ impl StaticInputs {
         table.secure_cookies = settings.auth.secure_cookies;
         let empty_routes = Vec::new();
         let empty_groups = Groups::new();
-        let routes = self.routes.as_ref().map(|w| &w.good).unwrap_or(&empty_routes);
+        let file_routes = self.routes.as_ref().map(|w| &w.good).unwrap_or(&empty_routes);
         let groups = self.groups.as_ref().map(|w| &w.good).unwrap_or(&empty_groups);
-        table.attach_static(routes, groups, &self.incumbents);
+        let (routes, _) = merge_static_routes(self.server.as_deref(), file_routes);
+        table.attach_static(&routes, groups, &self.incumbents);
+    }
+
+    /// Takes the server's static routes (what `routers.get_routes` answered; `None`: no such call).
+    pub fn set_server_routes(&mut self, answer: Option<Vec<serde_json::Value>>, policy: &TargetPolicy) {
+        self.server_asked = Some(Instant::now());
+        let mut problems = Vec::new();
+        self.server = answer.map(|routes| {
+            routes
+                .iter()
+                .filter_map(|r| match gateway_core::static_routes::from_server(r, policy) {
+                    Ok(route) => Some(route),
+                    Err(e) => {
+                        problems.push(format!("routers.get_routes: {e}; left out"));
+                        None
+                    }
+                })
+                .collect()
+        });
+        let file_routes = self.routes.as_ref().map(|w| w.good.as_slice()).unwrap_or_default();
+        problems.extend(merge_static_routes(self.server.as_deref(), file_routes).1);
+        if problems != self.server_problems {
+            for problem in &problems {
+                tracing::warn!(problem = %problem, "static route from the ClearML server");
+            }
+        }
+        self.server_problems = problems;
     }
 
     /// Why a file is refused right now (the last good content serves meanwhile).
     pub fn errors(&self) -> Vec<String> {
         let routes = self.routes.as_ref().and_then(|w| w.error.clone());
         let groups = self.groups.as_ref().and_then(|w| w.error.clone());
-        routes.into_iter().chain(groups).collect()
+        routes.into_iter().chain(groups).chain(self.server_problems.iter().cloned()).collect()
     }
+}
+
+/// The server's routes (where enterprise admins edit them) and then the file's; a name defined in
+/// both is served as the server defines it, and reported.
+fn merge_static_routes(
+    server: Option<&[StaticRoute]>,
+    file: &[StaticRoute],
+) -> (Vec<StaticRoute>, Vec<String>) {
+    let server = server.unwrap_or_default();
+    let mut routes = server.to_vec();
+    let mut conflicts = Vec::new();
+    for route in file {
+        if server.iter().any(|s| s.name == route.name) {
+            conflicts.push(format!(
+                "static route {} is defined both on the ClearML server and in the routes file; the server's definition is served",
+                route.name
+            ));
+        } else {
+            routes.push(route.clone());
+        }
+    }
+    (routes, conflicts)
 }
 
 /// Builds the SSRF policy from the settings.
@@ -256,6 +318,21 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
         tracing::info!("router stopped; the proxy keeps serving the last applied routes");
     }
 
+    /// Asks the server for its static routes every [`SERVER_ROUTES_TTL`]; an error keeps the
+    /// last answer (the server may be briefly away), an absent service means the file only.
+    async fn ask_server_static_routes(&mut self) {
+        if self.static_routes.server_asked.is_some_and(|at| at.elapsed() < SERVER_ROUTES_TTL) {
+            return;
+        }
+        match self.client.server_static_routes().await {
+            Ok(answer) => self.static_routes.set_server_routes(answer, &self.policy),
+            Err(e) => {
+                self.static_routes.server_asked = Some(Instant::now());
+                tracing::debug!(error = %e, "routers.get_routes failed; the last answer stays");
+            }
+        }
+    }
+
     /// One poll-apply-advertise round.
     pub async fn tick(&mut self) {
         let snapshot = match self.poll().await {
@@ -281,6 +358,7 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
         }
         let mut table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
         self.static_routes.refresh(&self.policy);
+        self.ask_server_static_routes().await;
         self.static_routes.attach(&self.settings, &mut table);
         self.status.static_errors(self.static_routes.errors());
         self.log_refusals(&table);

@@ -573,3 +573,40 @@ async fn disabling_a_route_cuts_its_open_websockets_only() {
     assert_eq!(echoed, Message::Text("still here".into()));
     assert_eq!(gw.nginx_reloads(), 0);
 }
+
+/// On an enterprise server the static routes come from `routers.get_routes` (where admins edit
+/// them in the WebApp): no routes file needed. A name also in the file is served as the server
+/// defines it and reported on the status page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn static_routes_defined_on_the_clearml_server_are_served() {
+    let mut gw = Gateway::start(Options { no_router: true, ..Default::default() }).await;
+    gw.emulator.set_routes(json!([
+        {"name": "srv-demo", "type": "path", "enabled": true, "load_balancer": {"enabled": true}},
+        {"name": "both", "type": "path", "enabled": true, "load_balancer": {"enabled": false}},
+    ]));
+    write_routes(&gw, &json!({"routes": [{"name": "both", "path": "/elsewhere", "access": "public"}]}));
+    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
+    gw.start_router();
+    let app = sample_app("srv-app").await;
+    let task = gw.emulator.create_task(clearml_emulator::NewTask {
+        name: "srv".into(),
+        status: "in_progress".into(),
+        runtime: json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "127.0.0.1", "_PORT": app.port(),
+            "_ROUTER_ENDPOINT_MODE": "path", "_ROUTER_ENDPOINT_MODE_PARAM": "srv-demo"}),
+        system_tags: vec!["external_service".into()],
+        ..Default::default()
+    });
+    let url = gw.wait_for_key(&task, "endpoint", T).await;
+    assert_eq!(url, format!("{}/srv-demo/", gw.router_url));
+    wait_for_app(&format!("{url}hello"), None, "srv-app").await;
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let status: Value = http_client().get(gw.status_url("/api/status")).fetch_json().await;
+        let errors = status["static_errors"].to_string();
+        if errors.contains("both") && errors.contains("ClearML server") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "conflict not reported: {errors}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

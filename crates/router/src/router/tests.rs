@@ -74,6 +74,10 @@ impl ClearmlApi for FakeClearml {
         Ok(server.tasks.values().filter(|t| on_queue(t)).cloned().collect())
     }
 
+    async fn server_static_routes(&self) -> Result<Option<Vec<Value>>, ApiError> {
+        Ok(None)
+    }
+
     async fn task(&self, id: &str) -> Result<Value, ApiError> {
         self.journal.push(format!("tasks.get_by_id {id}"));
         let server = self.server.lock().unwrap();
