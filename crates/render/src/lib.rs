@@ -59,6 +59,21 @@ pub struct Layout {
     /// The Lua directory as the proxy sees it.
     pub lua_dir: PathBuf,
     pub auth: AuthLayout,
+    pub upstream: UpstreamLayout,
+}
+
+/// Connections from the proxy to task targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLayout {
+    /// Idle connections each worker keeps (nginx `keepalive`; 0 turns reuse off).
+    pub keepalive: u32,
+    pub keepalive_timeout_seconds: u32,
+}
+
+impl Default for UpstreamLayout {
+    fn default() -> Self {
+        Self { keepalive: 64, keepalive_timeout_seconds: 4 }
+    }
 }
 
 /// Which directory a rendered file belongs in.
@@ -224,6 +239,8 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     ctx.insert("connect_timeout", "10s");
     ctx.insert("idle_timeout", IDLE_TIMEOUT);
     ctx.insert("config_hash", config_hash);
+    ctx.insert("upstream_keepalive", &layout.upstream.keepalive);
+    ctx.insert("upstream_keepalive_timeout", &layout.upstream.keepalive_timeout_seconds);
     ctx.insert("auth_settings_file", &format!("{lua_dir}/{AUTH_SETTINGS_FILE}"));
     ctx.insert("auth_key_file", &format!("{lua_dir}/{AUTH_KEY_FILE}"));
     let auth = &layout.auth;
@@ -301,6 +318,7 @@ mod tests {
             control_port: 18080,
             lua_dir: "/lua".into(),
             auth: AuthLayout::disabled(),
+            upstream: UpstreamLayout::default(),
         }
     }
 

@@ -503,6 +503,7 @@ fn layout(lua_dir: &Path) -> Layout {
         control_port: 18080,
         lua_dir: lua_dir.to_owned(),
         auth: AuthLayout::disabled(),
+        upstream: Default::default(),
     }
 }
 

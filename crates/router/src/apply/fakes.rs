@@ -181,6 +181,7 @@ pub fn applier(
         control_port: 18080,
         lua_dir: lua_dir.clone(),
         auth: gateway_render::AuthLayout::disabled(),
+        upstream: Default::default(),
     };
     let proxy = FakeProxy::new(&conf_dir, &lua_dir, journal.clone());
     let validator = FakeValidator::new(journal.clone());

@@ -57,6 +57,7 @@ impl Gateway {
             control_port,
             lua_dir: dir.path().join("lua"),
             auth: gateway_render::AuthLayout::disabled(),
+            upstream: Default::default(),
         };
         let proxy =
             LocalProxy::start(Path::new("nginx"), dir.path(), &layout, 2).await.expect("nginx starts");
