@@ -131,6 +131,7 @@ local ngx = {
     HTTP_MOVED_PERMANENTLY = 301,
     shared = {
         clearml_routes = _M.shared_dict(),
+        clearml_routes_text = _M.shared_dict(),
         clearml_router_state = _M.shared_dict(),
         clearml_requests = _M.shared_dict(),
         clearml_auth = _M.shared_dict(),

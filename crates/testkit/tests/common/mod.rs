@@ -225,6 +225,32 @@ impl Gateway {
     pub fn status_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.status_port)
     }
+
+    /// The proxy's own status document (its control listener).
+    pub async fn proxy_status(&self) -> Value {
+        let url = format!("http://127.0.0.1:{}/__clearml_router/status", self.control_port);
+        http_client().get(url).fetch_json().await
+    }
+
+    /// Polls the proxy's status until `done` holds for it; returns that status.
+    pub async fn wait_for_proxy(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.proxy_status().await;
+            if done(&status) {
+                return status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("proxy never reached: {what}; status {status}\nrouter log:\n{}", self.router_log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// `request.fetch_json().await`: send, expect a JSON answer, panic with context otherwise.
