@@ -2,7 +2,7 @@
 # Builds the two gateway images from this machine's files only (no registry, no base image):
 #   router: the clearml-router binary (glibc, dynamically linked) with the libraries ldd lists,
 #           a CA bundle, a user for uid 65532 and /tmp, on an empty base;
-#   proxy:  Debian's nginx with the Lua and stream modules, LuaJIT, lua-resty-core/lrucache and
+#   proxy:  Debian's nginx with the Lua, stream and stream js modules, LuaJIT, lua-resty-core/lrucache and
 #           lua-cjson, a shell and the few tools the entrypoint uses, with the libraries ldd lists,
 #           plus the gateway's docker/nginx.conf and docker/proxy-entrypoint.sh.
 # Each rootfs is packed into a tar with explicit owners (the shared directories belong to uid
@@ -11,7 +11,7 @@
 # Usage: scripts/build-test-images.sh [--router-bin PATH] [--router-image NAME] [--proxy-image NAME]
 # Defaults: target/release/clearml-router (built with `cargo build --release` if missing),
 # clearml-gateway-router:local and clearml-gateway-proxy:local. Needs the packages of
-# scripts/setup.sh (nginx, libnginx-mod-http-lua, libnginx-mod-stream, luajit2, lua-resty-core,
+# scripts/setup.sh (nginx, libnginx-mod-http-lua, libnginx-mod-stream, libnginx-mod-stream-js, luajit2, lua-resty-core,
 # lua-cjson) and a running Docker engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -121,6 +121,8 @@ mkdir -p "$P/tmp" "$P/run" "$P/var/lib/nginx" "$P/var/log/nginx" "$P/etc/ssl/cer
 chmod 1777 "$P/tmp"
 tools=(/usr/sbin/nginx /usr/bin/luajit /bin/sh)
 for t in find sort cksum sleep cat rm ls mkdir; do tools+=("$(command -v "$t")"); done
+# TCP endpoints need the stream js module (libnginx-mod-stream-js).
+[ -e /usr/lib/nginx/modules/ngx_stream_js_module.so ] || { echo "build-test-images: run scripts/setup.sh (no stream js module)" >&2; exit 1; }
 put_with_libs "$P" "${tools[@]}" /usr/lib/nginx/modules/*.so
 # Debian's module snippets (load_module modules/x.so, relative to the prefix /usr/share/nginx).
 cp -a /usr/share/nginx/modules-available "$P/usr/share/nginx/"

@@ -189,6 +189,13 @@ function _M.apply_diff(old, raw)
         start = start + 1
     end
     suffix = #raw - start + 1
+    -- Only the last line (TCP, served by the stream module) changed: nothing to store here.
+    local tcp_line, old_tcp_line = raw:find('\n"tcp":', close, true), old:find('\n"tcp":', old_close, true)
+    if tcp_line and old_tcp_line and body - 1 + prefix >= tcp_line and old_body - 1 + prefix >= old_tcp_line then
+        state:incr("diff_loads", 1, 0)
+        state:set("version", version)
+        return true
+    end
     if #raw - suffix > close or #old - suffix > old_close then
         return false
     end

@@ -504,6 +504,7 @@ fn layout(lua_dir: &Path) -> Layout {
         lua_dir: lua_dir.to_owned(),
         auth: AuthLayout::disabled(),
         upstream: Default::default(),
+        tcp_ports: None,
     }
 }
 

@@ -92,14 +92,14 @@ end)
 -- The text diff: the router's line layout (gateway_core::routes_file::to_bytes).
 
 -- `routes`: a list of { id, host, port[, keep] } in id order; `static`: a JSON text.
-local function layout_text(version, list, static)
+local function layout_text(version, list, static, tcp)
     local lines = {}
     for i, r in ipairs(list) do
         local keep = r[4] and ',"strip_prefix":false' or ""
         lines[i] = string.format('"%s":{"host":"%s","port":%d,"task":"t"%s}', r[1], r[2], r[3], keep)
     end
     return '{"version":"' .. version .. '",\n"routes":{\n' .. table.concat(lines, ",\n")
-        .. (#lines > 0 and "\n" or "") .. '},\n"static":' .. (static or "{}") .. ',\n"tcp":{}}\n'
+        .. (#lines > 0 and "\n" or "") .. '},\n"static":' .. (static or "{}") .. ',\n"tcp":' .. (tcp or "{}") .. "}\n"
 end
 
 local function dict_snapshot()
@@ -112,9 +112,9 @@ end
 
 local versions = 0
 -- Writes `list` as the next version and loads it; returns the stats increase of the load.
-local function load_list(list, static)
+local function load_list(list, static, tcp)
     versions = versions + 1
-    write(layout_text(string.format("v%04d", versions), list, static))
+    write(layout_text(string.format("v%04d", versions), list, static, tcp))
     local before = store.stats()
     t.yes(store.load(true), "load")
     local after = store.stats()
@@ -174,6 +174,18 @@ t.test("routes added and removed at the start, middle and end", function()
         t.eq(store.status().routes, #list, step[1])
         assert_same_as_full_load(step[1])
     end
+end)
+
+t.test("a TCP-only change is a diff that touches nothing", function()
+    fake.flush()
+    local list = routes_list(5)
+    load_list(list)
+    store.init(file)
+    local tcp = '{"t1":{"listen":10001,"host":"10.0.0.7","port":22,"task":"t1"}}'
+    t.eq(load_list(list, nil, tcp), { touched = 0, diff = 1 })
+    t.eq(store.status().routes_version, string.format("v%04d", versions))
+    t.eq(load_list(list, nil, "{}"), { touched = 0, diff = 1 })
+    assert_same_as_full_load("tcp")
 end)
 
 t.test("a refused entry on a changed line is dropped, like a full load drops it", function()

@@ -182,6 +182,7 @@ pub fn applier(
         lua_dir: lua_dir.clone(),
         auth: gateway_render::AuthLayout::disabled(),
         upstream: Default::default(),
+        tcp_ports: None,
     };
     let proxy = FakeProxy::new(&conf_dir, &lua_dir, journal.clone());
     let validator = FakeValidator::new(journal.clone());

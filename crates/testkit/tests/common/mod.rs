@@ -58,6 +58,7 @@ impl Gateway {
             lua_dir: dir.path().join("lua"),
             auth: gateway_render::AuthLayout::disabled(),
             upstream: Default::default(),
+            tcp_ports: None,
         };
         let proxy =
             LocalProxy::start(Path::new("nginx"), dir.path(), &layout, 2).await.expect("nginx starts");
