@@ -6,3 +6,4 @@ pub mod demo;
 pub mod local_proxy;
 pub mod paths;
 pub mod sample_apps;
+pub mod wrk;

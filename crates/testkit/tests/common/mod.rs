@@ -38,6 +38,10 @@ pub struct Options {
     pub no_router: bool,
     /// Share another gateway's ClearML emulator (several routers on one ClearML).
     pub emulator: Option<EmulatorHandle>,
+    /// nginx workers (default 2); benchmarks compare peers with one worker each.
+    pub proxy_workers: Option<u32>,
+    /// No access log (benchmarks: the peers they compare with log nothing either).
+    pub no_access_log: bool,
 }
 
 impl Gateway {
@@ -60,8 +64,15 @@ impl Gateway {
             upstream: Default::default(),
             tcp_ports: None,
         };
-        let proxy =
-            LocalProxy::start(Path::new("nginx"), dir.path(), &layout, 2).await.expect("nginx starts");
+        let proxy = LocalProxy::start(
+            Path::new("nginx"),
+            dir.path(),
+            &layout,
+            options.proxy_workers.unwrap_or(2),
+            !options.no_access_log,
+        )
+        .await
+        .expect("nginx starts");
         let extra_env = options.env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let mut gw = Gateway {
             emulator,
