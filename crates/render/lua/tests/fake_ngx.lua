@@ -136,7 +136,7 @@ local ngx = {
         clearml_requests = _M.shared_dict(),
         clearml_auth = _M.shared_dict(),
     },
-    worker = { id = function() return 0 end },
+    worker = { id = function() return 0 end, exiting = function() return false end },
     timer = { every = function() return true end },
     sleep = function() end,
     now = function() return os.time() end,
