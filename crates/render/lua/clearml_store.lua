@@ -152,23 +152,28 @@ local function layout(raw)
     return cjson.decode(version), body, close
 end
 
--- The route entries on the lines of `raw` from byte `first` to `last`: id -> route, or false
--- for an entry the rules refuse; nil if a line is not a route line.
-local function route_lines(raw, first, last)
+-- The route entries on the whole lines of `raw` from byte `first` to the newline at `last`:
+-- id -> route, or false for an entry the rules refuse. nil if a line is not one route entry
+-- followed by a comma (none after the last one, whose newline is at `close`): a text a full
+-- decode would refuse is never half-applied.
+local function route_lines(raw, first, last, close)
     local lines = {}
-    for line in raw:sub(first, last):gmatch("[^\n]+") do
-        local id, entry = line:match('^"([^"]*)":(%b{}),?$')
-        if not id then
+    for line, after in raw:sub(first, last):gmatch("([^\n]*)\n()") do
+        local entry, comma = line:match("^(.-)(,?)$")
+        local doc = (comma == "") == (first + after - 2 == close) and cjson.decode("{" .. entry .. "}")
+        local id, value = next(type(doc) == "table" and doc or {})
+        if not id or next(doc, id) ~= nil then
             return nil
         end
-        lines[id] = rules.http_entry(id, cjson.decode(entry)) or false
+        lines[id] = rules.http_entry(id, value) or false
     end
     return lines
 end
 
 -- Applies the text `raw` as a change of the text `old` (whose entries the dict holds), touching
--- only the routes on lines that differ. Returns false, having changed nothing, when the change
--- is not confined to route lines (a static or TCP change, another layout): load it all then.
+-- only the routes on lines that differ. Returns false when the change is not confined to route
+-- lines (a static route, another layout) or the dict is full: the caller loads the whole file,
+-- which also repairs a partial write.
 function _M.apply_diff(old, raw)
     local _, old_body, old_close = layout(old)
     local version, body, close = layout(raw)
@@ -199,8 +204,8 @@ function _M.apply_diff(old, raw)
     if #raw - suffix > close or #old - suffix > old_close then
         return false
     end
-    local removed = route_lines(old, old_body + prefix, #old - suffix)
-    local added = removed and route_lines(raw, body + prefix, #raw - suffix)
+    local removed = route_lines(old, old_body + prefix, #old - suffix, old_close)
+    local added = removed and route_lines(raw, body + prefix, #raw - suffix, close)
     if not added then
         return false
     end

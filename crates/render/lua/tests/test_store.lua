@@ -176,6 +176,28 @@ t.test("routes added and removed at the start, middle and end", function()
     end
 end)
 
+t.test("changed lines a full decode would refuse are not diffed", function()
+    fake.flush()
+    local list = routes_list(3)
+    load_list(list)
+    store.init(file)
+    local good = layout_text("v9999", list)
+    for what, bad in pairs({
+        ["a missing comma"] = good:gsub('("r002":%b{}),', "%1"),
+        ["a comma after the last"] = good:gsub('("r003":%b{})\n', "%1,\n"),
+    }) do
+        write(bad)
+        t.no(store.load(true), what)
+        t.eq(store.status().routes_version, string.format("v%04d", versions), what)
+    end
+    -- Valid JSON in another layout: loaded whole.
+    write((good:gsub('("r002":%b{}),\n', "%1,")))
+    local before = store.stats()
+    t.yes(store.load(true))
+    t.eq(store.stats().full_loads - before.full_loads, 1)
+    t.eq(store.status(), { routes_version = "v9999", routes = 3 })
+end)
+
 t.test("a TCP-only change is a diff that touches nothing", function()
     fake.flush()
     local list = routes_list(5)
