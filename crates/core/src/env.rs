@@ -56,11 +56,13 @@ pub const ALIASES: [(&str, &str); 4] = [
     (STREAM_PORT_END_2026, TCP_PORT_END),
 ];
 
+pub const ROUTER_UPSTREAM_KEEPALIVE: &str = "ROUTER_UPSTREAM_KEEPALIVE";
+pub const ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS: &str = "ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS";
 /// Read by clap for `--log-json`, not by the router's settings.
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
 /// Every variable the router's settings read; the rest of the environment is never read.
-pub const ALL: [&str; 38] = [
+pub const ALL: [&str; 40] = [
     ROUTER_NAME,
     ROUTER_URL,
     SERVER_PORT,
@@ -99,4 +101,6 @@ pub const ALL: [&str; 38] = [
     ROUTER_STATIC_ROUTES_FILE,
     ROUTER_GROUPS_FILE,
     ROUTER_RUN_AS,
+    ROUTER_UPSTREAM_KEEPALIVE,
+    ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS,
 ];

@@ -131,8 +131,26 @@ impl RoutesDoc {
         }
     }
 
+    /// The file's bytes, laid out for the proxy's text diff (clearml_store): the version on the
+    /// first line, then one HTTP route per line in key order, then the static and TCP sections,
+    /// so a changed route changes one line and the proxy decodes only the lines that differ.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("routes serialize")
+        fn json<T: Serialize + ?Sized>(value: &T) -> String {
+            serde_json::to_string(value).expect("routes serialize")
+        }
+        let routes: Vec<String> =
+            self.routes.iter().map(|(id, entry)| format!("{}:{}", json(id), json(entry))).collect();
+        let mut out = format!("{{\"version\":{},\n\"routes\":{{\n", json(&self.version));
+        out.push_str(&routes.join(",\n"));
+        if !routes.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "}},\n\"static\":{},\n\"tcp\":{}}}\n",
+            json(&self.static_routes),
+            json(&self.tcp)
+        ));
+        out.into_bytes()
     }
 }
 
@@ -252,6 +270,29 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
     use std::path::Path;
+
+    #[test]
+    fn the_file_has_one_route_per_line_and_reads_back() {
+        let entry =
+            |port| HttpEntry { host: "10.0.0.1".into(), port, task: "t".into(), strip_prefix: port != 2 };
+        for n in [0, 1, 3] {
+            let doc = RoutesDoc {
+                version: "v".into(),
+                routes: (1..=n).map(|p| (format!("r{p}"), entry(p))).collect(),
+                static_routes: StaticDoc::default(),
+                tcp: BTreeMap::new(),
+            };
+            let bytes = doc.to_bytes();
+            assert_eq!(RoutesDoc::parse(&bytes), Some(doc.clone()));
+            let text = String::from_utf8(bytes).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(&lines[..2], ["{\"version\":\"v\",", "\"routes\":{"]);
+            assert_eq!(lines[2 + n as usize], "},", "{text}");
+            for p in 1..=n {
+                assert!(lines[1 + p as usize].starts_with(&format!("\"r{p}\":{{")), "{text}");
+            }
+        }
+    }
 
     /// What a reader accepted: route ids, TCP ids, static route names.
     fn accepted(table: &RouteTable) -> [BTreeSet<String>; 3] {

@@ -32,6 +32,8 @@ function _M.report(config_hash)
         config_hash = config_hash,
         routes_version = served.routes_version,
         routes = served.routes,
+        -- Dict entries written or deleted so far, and how the loads went (diff or whole file).
+        routes_stats = store.stats(),
         error = served.error,
         auth = auth.enabled() and "enabled" or "disabled",
         auth_stats = auth.stats(),

@@ -57,6 +57,16 @@ function _M.peer_host(host)
     return host
 end
 
+-- header_filter_by_lua: the affinity cookie of static routes; and while this worker shuts down
+-- after a reload (it closes each connection once the response is sent), say so, so that a
+-- keep-alive client opens a new connection instead of sending its next request into this one.
+function _M.header_filter()
+    static.header_filter()
+    if ngx.worker.exiting() then
+        ngx.header["Connection"] = "close"
+    end
+end
+
 -- balancer_by_lua: connect to the address access picked for this request.
 function _M.balance()
     local ctx = ngx.ctx

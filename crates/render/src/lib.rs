@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use gateway_core::errors::error_chain;
@@ -24,6 +23,9 @@ pub const CONF_FILE: &str = "clearml-router.conf";
 pub const STREAM_FILE: &str = "clearml-router.stream";
 /// Name of the JSON routing table, in the Lua directory.
 pub const ROUTES_FILE: &str = "routes.json";
+/// Name of the njs script that routes TCP connections, in the Lua directory.
+pub const TCP_SCRIPT_FILE: &str = "clearml_tcp.js";
+const TCP_SCRIPT: &str = include_str!("../njs/clearml_tcp.js");
 /// Name of the auth module's JSON settings and its key file, in the Lua directory.
 pub const AUTH_SETTINGS_FILE: &str = "auth.json";
 pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
@@ -59,6 +61,23 @@ pub struct Layout {
     /// The Lua directory as the proxy sees it.
     pub lua_dir: PathBuf,
     pub auth: AuthLayout,
+    pub upstream: UpstreamLayout,
+    /// The TCP port range the proxy binds (first, last), when TCP endpoints are enabled.
+    pub tcp_ports: Option<(u16, u16)>,
+}
+
+/// Connections from the proxy to task targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLayout {
+    /// Idle connections each worker keeps (nginx `keepalive`; 0 turns reuse off).
+    pub keepalive: u32,
+    pub keepalive_timeout_seconds: u32,
+}
+
+impl Default for UpstreamLayout {
+    fn default() -> Self {
+        Self { keepalive: 64, keepalive_timeout_seconds: 4 }
+    }
 }
 
 /// Which directory a rendered file belongs in.
@@ -156,12 +175,7 @@ fn routes_doc(table: &RouteTable) -> RoutesDoc {
         })
         .collect();
     let static_routes = static_doc(table);
-    // TCP entries are not part of the version: the proxy serves them from the stream config.
-    let version = sha256_hex(&[
-        serde_json::to_vec(&routes).expect("routes serialize").as_slice(),
-        serde_json::to_vec(&static_routes).expect("routes serialize").as_slice(),
-    ]);
-    let tcp = table
+    let tcp: BTreeMap<String, TcpEntry> = table
         .tcp
         .values()
         .map(|r| {
@@ -174,6 +188,11 @@ fn routes_doc(table: &RouteTable) -> RoutesDoc {
             (r.id.to_string(), entry)
         })
         .collect();
+    let version = sha256_hex(&[
+        serde_json::to_vec(&routes).expect("routes serialize").as_slice(),
+        serde_json::to_vec(&static_routes).expect("routes serialize").as_slice(),
+        serde_json::to_vec(&tcp).expect("routes serialize").as_slice(),
+    ]);
     RoutesDoc { version, routes, static_routes, tcp }
 }
 
@@ -190,7 +209,8 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
     structural.extend([
         RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
         RenderedFile { secret: true, ..RenderedFile::new(Dir::Lua, AUTH_KEY_FILE, layout.auth.key_file()) },
-        RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout, table)?.into_bytes()),
+        RenderedFile::new(Dir::Lua, TCP_SCRIPT_FILE, TCP_SCRIPT.as_bytes().to_vec()),
+        RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout)?.into_bytes()),
     ]);
     if let Some(company) = layout.auth.company_id.as_deref().filter(|c| !auth::valid_company_id(c)) {
         return Err(RenderError::UnsafeCompany(gateway_core::model::display_untrusted(company)));
@@ -224,6 +244,8 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     ctx.insert("connect_timeout", "10s");
     ctx.insert("idle_timeout", IDLE_TIMEOUT);
     ctx.insert("config_hash", config_hash);
+    ctx.insert("upstream_keepalive", &layout.upstream.keepalive);
+    ctx.insert("upstream_keepalive_timeout", &layout.upstream.keepalive_timeout_seconds);
     ctx.insert("auth_settings_file", &format!("{lua_dir}/{AUTH_SETTINGS_FILE}"));
     ctx.insert("auth_key_file", &format!("{lua_dir}/{AUTH_KEY_FILE}"));
     let auth = &layout.auth;
@@ -235,21 +257,13 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     render_template("router.conf", ROUTER_CONF_TEMPLATE, &ctx)
 }
 
-fn render_stream(layout: &Layout, table: &RouteTable) -> Result<String, RenderError> {
-    #[derive(Serialize)]
-    struct StreamRoute<'a> {
-        id: &'a str,
-        port: u16,
-        target: String,
-    }
-    let routes: Vec<StreamRoute> = table
-        .tcp
-        .values()
-        .map(|r| StreamRoute { id: r.id.as_str(), port: r.port.get(), target: r.target.to_string() })
-        .collect();
+fn render_stream(layout: &Layout) -> Result<String, RenderError> {
+    let lua_dir = safe_path(&layout.lua_dir)?;
     let mut ctx = tera::Context::new();
     ctx.insert("router_name", &layout.router_name);
-    ctx.insert("routes", &routes);
+    ctx.insert("tcp_ports", &layout.tcp_ports);
+    ctx.insert("tcp_script", &format!("{lua_dir}/{TCP_SCRIPT_FILE}"));
+    ctx.insert("routes_file", &format!("{lua_dir}/{ROUTES_FILE}"));
     ctx.insert("idle_timeout", IDLE_TIMEOUT);
     render_template("router.stream", ROUTER_STREAM_TEMPLATE, &ctx)
 }
@@ -301,6 +315,8 @@ mod tests {
             control_port: 18080,
             lua_dir: "/lua".into(),
             auth: AuthLayout::disabled(),
+            upstream: UpstreamLayout::default(),
+            tcp_ports: Some((10000, 10100)),
         }
     }
 

@@ -22,6 +22,16 @@ pub fn layout(settings: &Settings, company_id: Option<String>) -> Layout {
         control_port: settings.proxy.control_port.get(),
         lua_dir: settings.proxy.lua_dir.clone(),
         auth: auth_layout(settings, company_id),
+        upstream: gateway_render::UpstreamLayout {
+            keepalive: settings.proxy.upstream_keepalive,
+            keepalive_timeout_seconds: settings.proxy.upstream_keepalive_timeout.as_secs().max(1) as u32,
+        },
+        // Without an address to publish, TCP endpoints are refused: bind nothing.
+        tcp_ports: settings
+            .tcp
+            .router_address
+            .as_ref()
+            .map(|_| (settings.tcp.port_start.get(), settings.tcp.port_end.get())),
     }
 }
 

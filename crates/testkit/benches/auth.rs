@@ -10,48 +10,16 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use gateway_testkit::wrk::WrkResult;
 
 const ROUNDS: usize = 3;
 const SECONDS: u32 = 5;
 
-struct WrkResult {
-    requests_per_second: f64,
-    latency_ms: f64,
-}
-
 async fn wrk(url: &str, token: Option<&str>) -> WrkResult {
-    let mut cmd = tokio::process::Command::new("wrk");
-    cmd.args(["-t1", "-c16", &format!("-d{SECONDS}s"), "--latency"]);
-    if let Some(token) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
-    }
-    let out = cmd.arg(url).output().await.expect("wrk is installed (scripts/setup.sh)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!text.contains("Non-2xx"), "wrk saw errors:\n{text}");
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"));
-    let latency = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("Latency"))
-        .and_then(|l| l.split_whitespace().nth(1).map(parse_duration_ms))
-        .unwrap_or(f64::NAN);
-    WrkResult { requests_per_second: rps, latency_ms: latency }
-}
-
-fn parse_duration_ms(v: &str) -> f64 {
-    let (number, factor) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        (v, 1.0)
-    };
-    number.parse::<f64>().unwrap_or(f64::NAN) * factor
+    let headers: Vec<String> = token.map(|t| format!("Authorization: Bearer {t}")).into_iter().collect();
+    let result = gateway_testkit::wrk::run(url, 16, SECONDS, &headers).await;
+    assert_eq!(result.errors, 0, "wrk saw errors");
+    result
 }
 
 async fn gateway(auth: bool) -> (Gateway, String) {
@@ -84,8 +52,8 @@ async fn main() {
     };
     let open_rps = median(&mut open.iter().map(|r| r.requests_per_second).collect());
     let auth_rps = median(&mut authed.iter().map(|r| r.requests_per_second).collect());
-    let open_lat = median(&mut open.iter().map(|r| r.latency_ms).collect());
-    let auth_lat = median(&mut authed.iter().map(|r| r.latency_ms).collect());
+    let open_lat = median(&mut open.iter().map(|r| r.mean_ms).collect());
+    let auth_lat = median(&mut authed.iter().map(|r| r.mean_ms).collect());
     let auth_requests: f64 = authed.iter().map(|r| r.requests_per_second * f64::from(SECONDS)).sum();
     let checks =
         auth_gw.emulator.stats().per_endpoint.get("users.get_current_user").map(|s| s.calls).unwrap_or(0);

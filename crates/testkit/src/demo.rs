@@ -56,6 +56,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &args.dir,
         &clearml_router::app::layout(&settings, None),
         2,
+        true,
     )
     .await
     .context("starting nginx for the demo")?;

@@ -7,3 +7,4 @@ pub mod local_proxy;
 pub mod paths;
 pub mod process;
 pub mod sample_apps;
+pub mod wrk;

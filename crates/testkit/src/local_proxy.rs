@@ -40,6 +40,7 @@ impl LocalProxy {
         prefix: &Path,
         layout: &Layout,
         workers: u32,
+        access_log: bool,
     ) -> anyhow::Result<Self> {
         let conf_dir = prefix.join("conf.d");
         let lua_dir = layout.lua_dir.clone();
@@ -49,7 +50,7 @@ impl LocalProxy {
             conf_dir: conf_dir.clone(),
             workers,
             modules_include: modules_include(),
-            access_log: true,
+            access_log,
         };
         let conf_path = main.write()?;
         let initial = render(layout, &RouteTable::default())?;

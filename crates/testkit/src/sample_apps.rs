@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, Request};
+use axum::extract::{ConnectInfo, Query, Request};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -22,7 +22,7 @@ pub async fn start(bind: SocketAddr, name: &str) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     let app = router(name.to_owned());
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
     Ok(addr)
 }
@@ -47,7 +47,8 @@ fn home_page(name: &str) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-/// Answers with the request as the app received it: method, raw URI and headers.
+/// Answers with the request as the app received it: method, raw URI, headers and the peer
+/// address of the connection it came on (one address per connection: shows reuse).
 fn echo(name: &str, request: Request) -> Response {
     let headers: serde_json::Map<String, serde_json::Value> = request
         .headers()
@@ -59,6 +60,7 @@ fn echo(name: &str, request: Request) -> Response {
         "method": request.method().as_str(),
         "uri": request.uri().to_string(),
         "headers": headers,
+        "peer": request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()),
     }))
     .into_response()
 }

@@ -118,3 +118,32 @@ async fn fifty_tasks_churn_without_reload_and_an_open_websocket_survives() {
         started.elapsed()
     );
 }
+
+/// A change to a large table touches only the entries that changed: the proxy's counter of
+/// shared-dict writes and deletes goes up by exactly the number of changed routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_table_change_touches_only_the_changed_entries() {
+    const N: usize = 3000;
+    let gw = Gateway::start(Options::default()).await;
+    let tasks: Vec<String> = (0..N)
+        .map(|i| {
+            let target = format!("10.9.{}.{}:{}", i / 250, i % 250 + 1, 9000 + i % 1000).parse().unwrap();
+            gw.http_task(&format!("bulk-{i}"), target)
+        })
+        .collect();
+    let routes = |v: &Value| v["routes"].as_u64().unwrap_or(0) as usize;
+    let stats = |v: &Value, k: &str| v["routes_stats"][k].as_u64().unwrap_or(0);
+    let before = gw.wait_for_proxy("every route loaded", Duration::from_secs(120), |v| routes(v) == N).await;
+
+    // One task moves to another port, one stops.
+    gw.emulator.update_task(&tasks[10], |t| t["runtime"]["_PORT"] = 7.into());
+    gw.emulator.set_status(&tasks[20], "stopped");
+    let after = gw
+        .wait_for_proxy("the move and the stop", Duration::from_secs(30), |v| {
+            routes(v) == N - 1 && stats(v, "touched") >= stats(&before, "touched") + 2
+        })
+        .await;
+    assert_eq!(stats(&after, "touched") - stats(&before, "touched"), 2, "before {before}\nafter {after}");
+    assert!(stats(&after, "diff_loads") > stats(&before, "diff_loads"), "not diffed: {after}");
+    assert_eq!(stats(&after, "full_loads"), stats(&before, "full_loads"), "whole file loaded: {after}");
+}

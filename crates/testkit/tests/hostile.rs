@@ -503,6 +503,8 @@ fn layout(lua_dir: &Path) -> Layout {
         control_port: 18080,
         lua_dir: lua_dir.to_owned(),
         auth: AuthLayout::disabled(),
+        upstream: Default::default(),
+        tcp_ports: None,
     }
 }
 

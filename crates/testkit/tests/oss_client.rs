@@ -28,7 +28,7 @@ async fn emulator(feature_set: FeatureSet) -> EmulatorHandle {
 /// A gateway on an emulated open-source server, with `env` for the router.
 async fn basic_gateway(env: Vec<(&'static str, String)>, no_router: bool) -> Gateway {
     let emulator = Some(emulator(FeatureSet::Basic).await);
-    Gateway::start(Options { env, no_router, emulator }).await
+    Gateway::start(Options { env, no_router, emulator, ..Default::default() }).await
 }
 
 fn running_task(emulator: &EmulatorHandle, name: &str) -> String {

@@ -1,5 +1,6 @@
-//! TCP endpoints: ports from TCP_PORT_START..TCP_PORT_END on the proxy (nginx stream), forwarded to
-//! the task; write-back for the real SDK and clearml-session; stable ports; graceful reloads.
+//! TCP endpoints: ports from TCP_PORT_START..TCP_PORT_END on the proxy (nginx stream, the range
+//! bound once), forwarded to the task by routing data; write-back for the real SDK and
+//! clearml-session; stable ports; endpoints come and go without a reload.
 
 mod common;
 
@@ -137,21 +138,50 @@ async fn sdk_tcp_endpoint_is_published_and_forwards() {
     let runtime = gw.runtime(&task);
     assert_eq!(runtime["external_address__ssh"], "127.0.0.1");
     assert_eq!(runtime["external_tcp_port__ssh"], app.port());
+    wait_until_closed_at_once(listen).await;
+}
+
+/// Waits until a new connection to `port` is closed by the proxy without being forwarded (the
+/// range stays bound; a port without an endpoint answers nothing).
+async fn wait_until_closed_at_once(port: u16) {
     let deadline = tokio::time::Instant::now() + T;
-    while TcpStream::connect(("127.0.0.1", listen)).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "port {listen} still open after the task stopped");
+    loop {
+        let mut stream = connect(port).await;
+        let _ = stream.write_all(b"anyone?").await;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "port {port} still forwards: {read:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn ws_round_trip(ws: &mut Ws, text: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::Text(text.into())).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("echo in time");
+    assert_eq!(echo.unwrap().unwrap(), Message::Text(text.into()));
+}
+
+/// A TCP endpoint added and removed reloads nothing: a TCP stream and a websocket of other tasks
+/// stay open throughout, and a restarted router keeps the port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn session_connection_survives_other_tcp_routes_coming_and_going() {
+async fn tcp_endpoints_come_and_go_without_a_reload_while_other_connections_stay_open() {
     let (mut gw, _) = tcp_gateway(4).await;
     let (app_a, app_b) = (echo_app().await, echo_app().await);
     let a = session_task(&gw, "session-a", app_a);
     let port_a = published_port(&gw, &a, "").await;
     let mut long_lived = connect(port_a).await;
     round_trip(&mut long_lived, "before").await;
+    let (_web, url) = gw.routed_task("web").await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}ws", url.replacen("http", "ws", 1))).await.unwrap();
+    ws_round_trip(&mut ws, "before").await;
     let reloads_before = gw.nginx_reloads();
 
     let b = session_task(&gw, "session-b", app_b);
@@ -160,15 +190,17 @@ async fn session_connection_survives_other_tcp_routes_coming_and_going() {
     let mut other = connect(port_b).await;
     round_trip(&mut other, "b").await;
     round_trip(&mut long_lived, "after b was added").await;
+    ws_round_trip(&mut ws, "after b was added").await;
     gw.emulator.set_status(&b, "stopped");
     let deadline = tokio::time::Instant::now() + T;
     while gw.runtime(&b).get("_ROUTER_TARGET_ADDRESS").is_some() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    wait_until_closed_at_once(port_b).await;
     round_trip(&mut long_lived, "after b was removed").await;
-    let reloads = gw.nginx_reloads() - reloads_before;
-    assert_eq!(reloads, 2, "one graceful reload to add b, one to remove it");
+    ws_round_trip(&mut ws, "after b was removed").await;
+    assert_eq!(gw.nginx_reloads() - reloads_before, 0, "TCP endpoints must not reload nginx");
 
     // A restarted router keeps the same port, also when its own record on disk is gone.
     gw.stop_router().await;
@@ -177,9 +209,15 @@ async fn session_connection_survives_other_tcp_routes_coming_and_going() {
     // A whole round of the restarted router: it has applied its table by then.
     gw.wait_for_polls(2, T).await;
     assert_eq!(published_port(&gw, &a, "").await, port_a);
-    let conf = std::fs::read_to_string(gw.dir.path().join("conf.d/clearml-router.stream")).unwrap();
-    assert!(conf.contains(&format!("listen {port_a};")), "{conf}");
+    let routes = gw.dir.path().join("lua/routes.json");
+    let deadline = tokio::time::Instant::now() + T;
+    while !std::fs::read_to_string(&routes).unwrap_or_default().contains(&format!("\"listen\":{port_a}")) {
+        assert!(tokio::time::Instant::now() < deadline, "{} has no port {port_a}", routes.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    round_trip(&mut connect(port_a).await, "a new connection after the restart").await;
     round_trip(&mut long_lived, "after the router restarted").await;
+    ws_round_trip(&mut ws, "after the router restarted").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -131,11 +131,12 @@ local ngx = {
     HTTP_MOVED_PERMANENTLY = 301,
     shared = {
         clearml_routes = _M.shared_dict(),
+        clearml_routes_text = _M.shared_dict(),
         clearml_router_state = _M.shared_dict(),
         clearml_requests = _M.shared_dict(),
         clearml_auth = _M.shared_dict(),
     },
-    worker = { id = function() return 0 end },
+    worker = { id = function() return 0 end, exiting = function() return false end },
     timer = { every = function() return true end },
     sleep = function() end,
     now = function() return os.time() end,

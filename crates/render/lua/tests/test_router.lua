@@ -68,4 +68,14 @@ t.test("the balancer connects to the pick, then to the next targets", function()
     t.eq(fake.request.peer, { "10.0.0.3", 81 })
 end)
 
+t.test("a worker shutting down after a reload tells keep-alive clients to reconnect", function()
+    fake.new_request({})
+    router.header_filter()
+    t.eq(ngx.header["Connection"], nil)
+    ngx.worker.exiting = function() return true end
+    router.header_filter()
+    ngx.worker.exiting = function() return false end
+    t.eq(ngx.header["Connection"], "close")
+end)
+
 t.done()

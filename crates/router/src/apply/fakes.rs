@@ -36,6 +36,8 @@ pub struct ProxyState {
     pub up: bool,
     /// A reload makes it serve the conf on disk; false: it keeps the old one (never confirms).
     pub takes_reloads: bool,
+    /// A routing table load makes it serve routes.json on disk; false: it keeps the old table.
+    pub takes_routes: bool,
 }
 
 /// The proxy: one value is both the applier's reloader and its control listener.
@@ -53,7 +55,12 @@ impl FakeProxy {
         let serving =
             ProxyStatus { config_hash: String::new(), routes_version: String::new(), routes: 0, error: None };
         Self {
-            state: Arc::new(Mutex::new(ProxyState { serving, up: true, takes_reloads: true })),
+            state: Arc::new(Mutex::new(ProxyState {
+                serving,
+                up: true,
+                takes_reloads: true,
+                takes_routes: true,
+            })),
             conf_dir: conf_dir.to_owned(),
             lua_dir: lua_dir.to_owned(),
             journal,
@@ -103,6 +110,10 @@ impl ProxyControl for FakeProxy {
 
     async fn load_routes(&self) -> anyhow::Result<ProxyStatus> {
         self.answer()?;
+        if !self.state.lock().unwrap().takes_routes {
+            self.journal.push("proxy keeps its routes");
+            return self.answer();
+        }
         let (version, routes) = self.routes_on_disk();
         self.journal.push(format!("proxy loads {routes} routes"));
         self.set(|s| {
@@ -181,6 +192,8 @@ pub fn applier(
         control_port: 18080,
         lua_dir: lua_dir.clone(),
         auth: gateway_render::AuthLayout::disabled(),
+        upstream: Default::default(),
+        tcp_ports: None,
     };
     let proxy = FakeProxy::new(&conf_dir, &lua_dir, journal.clone());
     let validator = FakeValidator::new(journal.clone());

@@ -106,6 +106,20 @@ async fn a_proxy_serving_another_config_gets_the_current_one_again() {
     assert_eq!(b.proxy.serving().config_hash, b.applier.last_good().unwrap().config_hash);
 }
 
+/// A settings change the proxy must reload for (task data, TCP endpoints included, never is).
+fn structural_change(b: &mut Bench) {
+    b.applier.layout.upstream.keepalive += 1;
+}
+
+#[tokio::test]
+async fn a_tcp_endpoint_is_data_applied_without_a_reload() {
+    let mut b = Bench::new();
+    b.apply(&[http_task("t1")]).await.0.unwrap();
+    let (result, asked) = b.apply(&[http_task("t1"), tcp_task("t2")]).await;
+    assert_eq!(result.unwrap(), ApplyOutcome::RoutesUpdated);
+    assert_eq!(asked, ["proxy loads 1 routes"]);
+}
+
 #[tokio::test]
 async fn an_unconfirmed_config_is_replaced_by_the_previous_files() {
     let mut b = Bench::new();
@@ -113,6 +127,7 @@ async fn an_unconfirmed_config_is_replaced_by_the_previous_files() {
     let applied = files_below(b.dir.path());
     let good = b.applier.last_good().cloned();
     b.proxy.set(|s| s.takes_reloads = false);
+    structural_change(&mut b);
     let (result, asked) = b.apply(&[http_task("t1"), tcp_task("t2")]).await;
     assert!(matches!(result, Err(ApplyError::NotConfirmed(_))), "{result:?}");
     // One reload for the new files, one for the restored ones.
@@ -131,6 +146,7 @@ async fn an_invalid_config_touches_no_file() {
     b.apply(&[http_task("t1")]).await.0.unwrap();
     let applied = files_below(b.dir.path());
     *b.validator.refuse.lock().unwrap() = Some("unknown directive".into());
+    structural_change(&mut b);
     let (result, asked) = b.apply(&[http_task("t1"), tcp_task("t2")]).await;
     assert!(
         matches!(&result, Err(ApplyError::Invalid(why)) if why.contains("unknown directive")),

@@ -36,6 +36,11 @@ pub struct Defaults {
     pub reloader: ReloaderKind,
     pub proxy_container: &'static str,
     pub docker_socket: &'static str,
+    /// Idle connections to task targets each proxy worker keeps (0: a new one per request).
+    pub upstream_keepalive: u32,
+    /// How long such a connection may idle: below the 5 s of common app servers (uvicorn,
+    /// Node), so the proxy closes first and never sends on a socket the task is closing.
+    pub upstream_keepalive_timeout_seconds: f64,
 }
 
 impl Default for Defaults {
@@ -68,6 +73,8 @@ impl Default for Defaults {
             reloader: ReloaderKind::Auto,
             proxy_container: "task_traffic_webserver",
             docker_socket: "/var/run/docker.sock",
+            upstream_keepalive: 64,
+            upstream_keepalive_timeout_seconds: 4.0,
         }
     }
 }

@@ -47,6 +47,19 @@ pub(super) fn seconds(var: Var<'_>, default: f64, (min, max): (f64, f64)) -> Res
     }
 }
 
+pub(super) fn count(var: Var<'_>, default: u32, max: u32) -> Result<u32, ConfigError> {
+    let Some(v) = var.present() else {
+        return Ok(default);
+    };
+    match v.parse::<u32>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(var.bad(
+            format!("{:?} is not a whole number in 0..{max}", display_untrusted(v)),
+            format!("set a number such as {default}"),
+        )),
+    }
+}
+
 /// A required API credential, taken as is (the value never appears in a message).
 pub(super) fn secret(var: Var<'_>) -> Result<Secret, ConfigError> {
     match var.value.filter(|v| !v.trim().is_empty()) {

@@ -58,6 +58,9 @@ pub struct ProxySettings {
     pub container: String,
     /// The Docker API socket (`ROUTER_DOCKER_SOCKET`).
     pub docker_socket: PathBuf,
+    /// Idle upstream connections kept per worker (`ROUTER_UPSTREAM_KEEPALIVE`; 0: none).
+    pub upstream_keepalive: u32,
+    pub upstream_keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +235,13 @@ fn proxy(raw: &RawEnv, d: &Defaults, e: &mut Errors, control_port: Option<Port>)
     let reloader = e.take(ReloaderKind::from_var(raw.var(env::ROUTER_RELOADER), d.reloader));
     let container = e.take(parse::container_name(raw.var(env::ROUTER_PROXY_CONTAINER), d.proxy_container));
     let docker_socket = e.take(parse::socket_path(raw.var(env::ROUTER_DOCKER_SOCKET), d.docker_socket));
+    let upstream_keepalive =
+        e.take(parse::count(raw.var(env::ROUTER_UPSTREAM_KEEPALIVE), d.upstream_keepalive, 10_000));
+    let upstream_keepalive_timeout = e.take(parse::seconds(
+        raw.var(env::ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS),
+        d.upstream_keepalive_timeout_seconds,
+        (1.0, 3600.0),
+    ));
     Some(ProxySettings {
         conf_dir: parse::path(raw.var(env::ROUTER_CONF_DIR), d.conf_dir),
         lua_dir: parse::path(raw.var(env::ROUTER_LUA_DIR), lua_dir_default(d)),
@@ -248,6 +258,8 @@ fn proxy(raw: &RawEnv, d: &Defaults, e: &mut Errors, control_port: Option<Port>)
         reloader: reloader?,
         container: container?,
         docker_socket: docker_socket?,
+        upstream_keepalive: upstream_keepalive?,
+        upstream_keepalive_timeout: upstream_keepalive_timeout?,
     })
 }
 

@@ -83,6 +83,10 @@ pub struct Options {
     pub no_router: bool,
     /// Share another gateway's ClearML emulator (several routers on one ClearML).
     pub emulator: Option<EmulatorHandle>,
+    /// nginx workers (default 2); benchmarks compare peers with one worker each.
+    pub proxy_workers: Option<u32>,
+    /// No access log (benchmarks: the peers they compare with log nothing either).
+    pub no_access_log: bool,
 }
 
 impl Gateway {
@@ -102,9 +106,18 @@ impl Gateway {
             control_port,
             lua_dir: dir.path().join("lua"),
             auth: gateway_render::AuthLayout::disabled(),
+            upstream: Default::default(),
+            tcp_ports: None,
         };
-        let proxy =
-            LocalProxy::start(Path::new("nginx"), dir.path(), &layout, 2).await.expect("nginx starts");
+        let proxy = LocalProxy::start(
+            Path::new("nginx"),
+            dir.path(),
+            &layout,
+            options.proxy_workers.unwrap_or(2),
+            !options.no_access_log,
+        )
+        .await
+        .expect("nginx starts");
         let extra_env = options.env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let mut gw = Gateway {
             emulator,
@@ -312,6 +325,32 @@ impl Gateway {
                     "the router did not poll {n} times within {timeout:?}\nrouter log:\n{}",
                     self.router_log()
                 );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The proxy's own status document (its control listener).
+    pub async fn proxy_status(&self) -> Value {
+        let url = format!("http://127.0.0.1:{}/__clearml_router/status", self.control_port);
+        http_client().get(url).fetch_json().await
+    }
+
+    /// Polls the proxy's status until `done` holds for it; returns that status.
+    pub async fn wait_for_proxy(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.proxy_status().await;
+            if done(&status) {
+                return status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("proxy never reached: {what}; status {status}\nrouter log:\n{}", self.router_log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
