@@ -18,6 +18,9 @@ end
 
 -- access_by_lua for /service/: pick the route, strip the /service/<id> prefix from the raw URI.
 function _M.access()
+    if static.has_dot_segment(ngx.var.request_uri) then
+        return pages.bad_path()
+    end
     -- A subdomain static route owns every path of its host, /service/ included.
     local host_route = store.static_for_host(ngx.var.host)
     if host_route then
