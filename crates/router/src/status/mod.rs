@@ -1,6 +1,7 @@
 //! The operator surface: what the router knows about itself, served as a page, JSON and metrics.
 
 pub mod admin;
+pub mod guard;
 pub mod metrics;
 pub mod page;
 pub mod server;

@@ -13,6 +13,9 @@ use gateway_testkit::local_proxy::LocalProxy;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
+/// The operator API's token in every test gateway (`operator_http` sends it).
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789abcdef";
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -58,6 +61,7 @@ impl Gateway {
             lua_dir: dir.path().join("lua"),
             auth: gateway_render::AuthLayout::disabled(),
         };
+        std::fs::write(dir.path().join("operator.token"), format!("{OPERATOR_TOKEN}\n")).unwrap();
         let proxy =
             LocalProxy::start(Path::new("nginx"), dir.path(), &layout, 2).await.expect("nginx starts");
         let extra_env = options.env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
@@ -87,6 +91,7 @@ impl Gateway {
             ("ROUTER__WEBSERVER__SERVER_PORT", self.http_port.to_string()),
             ("ROUTER_PROXY_CONTROL_PORT", self.control_port.to_string()),
             ("ROUTER_STATUS_ADDRESS", format!("127.0.0.1:{}", self.status_port)),
+            ("ROUTER_OPERATOR_TOKEN_FILE", dir.join("operator.token").display().to_string()),
             ("CLEARML_API_HOST", self.emulator.url()),
             ("CLEARML_API_ACCESS_KEY", config.access_key),
             ("CLEARML_API_SECRET_KEY", config.secret_key),
@@ -242,6 +247,13 @@ impl FetchJson for reqwest::RequestBuilder {
 
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// A client of the operator API: sends `OPERATOR_TOKEN`.
+pub fn operator_http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {OPERATOR_TOKEN}").parse().unwrap());
+    reqwest::Client::builder().no_proxy().default_headers(headers).timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 pub async fn sample_app(name: &str) -> SocketAddr {
