@@ -173,7 +173,10 @@ fn help_shows_the_defaults_the_parser_uses() {
 fn an_exposed_status_address_needs_the_operator_token() {
     let errs = env(&[("ROUTER_STATUS_ADDRESS", "0.0.0.0:18081")]).unwrap_err();
     let line = errs[0].to_string();
-    assert!(line.starts_with("ROUTER_STATUS_ADDRESS:") && line.contains("ROUTER_OPERATOR_TOKEN_FILE"), "{line}");
+    assert!(
+        line.starts_with("ROUTER_STATUS_ADDRESS:") && line.contains("ROUTER_OPERATOR_TOKEN_FILE"),
+        "{line}"
+    );
     assert!(!line.contains("0.0.0.0:18081 to expose"), "no hint to expose it: {line}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
@@ -183,13 +186,15 @@ fn an_exposed_status_address_needs_the_operator_token() {
     assert!(errs[0].to_string().contains("shorter than 24"), "{}", errs[0]);
     assert!(!errs[0].to_string().contains("short\n"));
     std::fs::write(&file, "0123456789abcdef0123456789abcdef\n").unwrap();
-    let s = env(&[("ROUTER_STATUS_ADDRESS", "0.0.0.0:18081"), ("ROUTER_OPERATOR_TOKEN_FILE", &path)]).unwrap();
+    let s =
+        env(&[("ROUTER_STATUS_ADDRESS", "0.0.0.0:18081"), ("ROUTER_OPERATOR_TOKEN_FILE", &path)]).unwrap();
     assert_eq!(s.operator_token.unwrap().expose(), "0123456789abcdef0123456789abcdef");
 }
 
 #[test]
 fn the_status_port_is_no_target() {
-    let s = env(&[("ROUTER_STATUS_ADDRESS", "127.0.0.1:18081"), ("ROUTER_ALLOW_LOOPBACK_TARGETS", "true")]).unwrap();
+    let s = env(&[("ROUTER_STATUS_ADDRESS", "127.0.0.1:18081"), ("ROUTER_ALLOW_LOOPBACK_TARGETS", "true")])
+        .unwrap();
     let policy = crate::router::target_policy(&s);
     let port = gateway_core::model::Port::new(18081).unwrap();
     let err = policy.check("127.0.0.1", port).unwrap_err().to_string();

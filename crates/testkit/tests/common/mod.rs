@@ -253,7 +253,12 @@ pub fn http_client() -> reqwest::Client {
 pub fn operator_http() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {OPERATOR_TOKEN}").parse().unwrap());
-    reqwest::Client::builder().no_proxy().default_headers(headers).timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 pub async fn sample_app(name: &str) -> SocketAddr {
