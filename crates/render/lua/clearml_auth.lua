@@ -15,6 +15,7 @@
 -- client address, and negative decisions take a bounded share of the cache.
 
 local cjson = require("cjson.safe")
+local gateway_tokens = require("clearml_gateway_tokens")
 local jwt = require("clearml_jwt")
 local pages = require("clearml_pages")
 
@@ -50,6 +51,7 @@ function _M.init(settings_path, secret_path)
         return
     end
     settings = doc
+    gateway_tokens.init(settings_path:match("^(.*)/[^/]*$") or ".")
     if settings.mode == "local" then
         local key = read_file(secret_path)
         secret = key and ngx.decode_base64((key:gsub("%s", ""))) or nil
@@ -212,11 +214,15 @@ function _M.bearer_token(header)
     return header:match("^[Bb]earer%s+([%w%-_%.=]+)%s*$")
 end
 
--- True for a ClearML login token (a JWT whose payload has ClearML's `identity` claim): only those
--- are taken from (and removed from) Authorization; an app's own keys and JWTs are left alone.
+-- True for a ClearML login token (a JWT whose payload has ClearML's `identity` claim) or a
+-- gateway token: only those are taken from (and removed from) Authorization; an app's own keys
+-- and JWTs are left alone.
 function _M.is_clearml_token(token)
     if type(token) ~= "string" then
         return false
+    end
+    if gateway_tokens.is_gateway_token(token) then
+        return true
     end
     local payload = token:match("^[%w%-_]+%.([%w%-_]+)%.[%w%-_]*$")
     local raw = payload and jwt.b64url_decode(payload)
@@ -300,8 +306,23 @@ local function refuse(status, code, title, message, with_login)
     return pages.send(status, code, title, message, login_html, login_json)
 end
 
--- access phase: lets the request through with identity headers set, or answers it.
-function _M.check()
+-- Identity of a gateway token (issued by this router, so for its workspace): a user token acts
+-- as its user; an endpoint token as itself, limited to its endpoints.
+function _M.gateway_identity(token)
+    local claims, reason = gateway_tokens.verify(token, ngx.time())
+    if not claims then
+        return nil, reason, "invalid"
+    end
+    if claims.kind == "user" then
+        return { user = _M.header_safe(claims.user), name = _M.header_safe(claims.name), company = settings.company }
+    end
+    return { user = _M.header_safe("gateway-token:" .. claims.id), name = _M.header_safe(claims.name),
+        company = settings.company, endpoints = claims.endpoints }
+end
+
+-- access phase: lets the request through with identity headers set, or answers it. `route`: the
+-- /service route id or static route name asked for (endpoint tokens grant chosen ones).
+function _M.check(route)
     if not settings.enabled then
         _M.strip_credentials()
         return true
@@ -324,7 +345,12 @@ function _M.check()
         return refuse(429, "too_many_failed_logins", "Too many failed logins",
             "Too many failed logins from your address. Wait a minute, then log in again.", false)
     end
-    local identity, reason, kind = decide(token)
+    local identity, reason, kind
+    if gateway_tokens.is_gateway_token(token) then
+        identity, reason, kind = _M.gateway_identity(token)
+    else
+        identity, reason, kind = decide(token)
+    end
     if not identity and kind ~= "unavailable" then
         _M.count_failure()
     end
@@ -340,6 +366,13 @@ function _M.check()
     if identity.company ~= settings.company then
         return refuse(403, "forbidden", "Not your workspace",
             "This endpoint belongs to another ClearML workspace.", false)
+    end
+    if identity.endpoints then
+        if not route or not gateway_tokens.grants(identity, route) then
+            return refuse(403, "forbidden", "Not granted", "This gateway token does not grant this endpoint.", false)
+        end
+        -- Holding the token is the grant: group membership rules do not apply.
+        ngx.ctx.clearml_endpoint_grant = true
     end
     _M.strip_credentials()
     ngx.var.clearml_user_id = identity.user

@@ -26,10 +26,10 @@ function _M.access()
     if host_route then
         return static.serve(host_route, "", ngx.var.request_uri)
     end
-    -- Login first, so that unauthenticated clients cannot probe which task ids exist.
-    auth.check()
     local uri = ngx.var.request_uri
     local id, rest = _M.split_service_uri(uri)
+    -- Login first, so that unauthenticated clients cannot probe which task ids exist.
+    auth.check(id)
     local host, port, keep_prefix = store.route(id)
     if not host then
         return pages.not_found()

@@ -111,8 +111,8 @@ function _M.serve(name, prefix, rest)
     if route.public then
         auth.strip_credentials()
     else
-        auth.check()
-        if route.members ~= nil and auth.enabled() then
+        auth.check(name)
+        if route.members ~= nil and auth.enabled() and not ngx.ctx.clearml_endpoint_grant then
             if not _M.is_member(route.members, ngx.var.clearml_user_id or "", ngx.var.clearml_user_name or "") then
                 return pages.forbidden()
             end

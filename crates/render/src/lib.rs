@@ -35,6 +35,7 @@ const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.te
 const LUA_MODULES: &[(&str, &str)] = &[
     ("clearml_auth.lua", include_str!("../lua/clearml_auth.lua")),
     ("clearml_control.lua", include_str!("../lua/clearml_control.lua")),
+    ("clearml_gateway_tokens.lua", include_str!("../lua/clearml_gateway_tokens.lua")),
     ("clearml_jwt.lua", include_str!("../lua/clearml_jwt.lua")),
     ("clearml_pages.lua", include_str!("../lua/clearml_pages.lua")),
     ("clearml_router.lua", include_str!("../lua/clearml_router.lua")),
