@@ -40,11 +40,12 @@ pub const ROUTER_DOCKER_SOCKET: &str = "ROUTER_DOCKER_SOCKET";
 pub const ROUTER_STATIC_ROUTES_FILE: &str = "ROUTER_STATIC_ROUTES_FILE";
 pub const ROUTER_GROUPS_FILE: &str = "ROUTER_GROUPS_FILE";
 pub const ROUTER_OPERATOR_TOKEN_FILE: &str = "ROUTER_OPERATOR_TOKEN_FILE";
+pub const ROUTER_GATEWAY_TOKENS_FILE: &str = "ROUTER_GATEWAY_TOKENS_FILE";
 /// Read by clap for `--log-json`, not by the router's settings.
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
 /// Every variable the router's settings read; the rest of the environment is never read.
-pub const ALL: [&str; 38] = [
+pub const ALL: [&str; 39] = [
     ROUTER_NAME,
     ROUTER_URL,
     SERVER_PORT,
@@ -83,4 +84,5 @@ pub const ALL: [&str; 38] = [
     ROUTER_STATIC_ROUTES_FILE,
     ROUTER_GROUPS_FILE,
     ROUTER_OPERATOR_TOKEN_FILE,
+    ROUTER_GATEWAY_TOKENS_FILE,
 ];

@@ -154,6 +154,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             auth_enabled: settings.auth.enabled,
         })),
         self_test_lock: Default::default(),
+        gateway_tokens: match &settings.gateway_tokens_file {
+            Some(file) => Some(clearml_router::gateway_tokens::TokenStore::open(
+                file.clone(),
+                settings.proxy.lua_dir.clone(),
+            )?),
+            None => None,
+        },
         guard: clearml_router::status::guard::Guard::new(
             settings.operator_token.clone(),
             status_address,

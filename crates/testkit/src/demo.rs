@@ -70,6 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         self_test: None,
         self_test_lock: Default::default(),
         static_admin: None,
+        gateway_tokens: None,
         guard: clearml_router::status::guard::Guard::new(None, status_address, &settings.router_url),
     }
     .spawn(status_address)

@@ -32,6 +32,10 @@ pub fn help() -> String {
             env::ROUTER_OPERATOR_TOKEN_FILE.to_owned(),
             "file holding the operator API's bearer token (writes, self-test, non-loopback access)".to_owned(),
         ),
+        (
+            env::ROUTER_GATEWAY_TOKENS_FILE.to_owned(),
+            "gateway token registry (hashes only; key beside it); enables /api/gateway-tokens".to_owned(),
+        ),
     ];
     let mut out =
         String::from("Configuration comes from the environment, with the enterprise router's names:\n");

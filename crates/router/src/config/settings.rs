@@ -89,6 +89,8 @@ pub struct Settings {
     /// Bearer token of the operator API (writes, self-test, and any request from off loopback).
     /// `None`: those are refused.
     pub operator_token: Option<Secret>,
+    /// The gateway token registry (JSON; its key beside it as `<file>.key`). `None`: no tokens.
+    pub gateway_tokens_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -176,6 +178,7 @@ fn assemble(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Settings> {
     let static_routes_file = e.take(parse::file(raw.var(env::ROUTER_STATIC_ROUTES_FILE)));
     let groups_file = e.take(parse::file(raw.var(env::ROUTER_GROUPS_FILE)));
     let operator_token = e.take(parse::token_file(raw.var(env::ROUTER_OPERATOR_TOKEN_FILE)));
+    let gateway_tokens_file = e.take(parse::file(raw.var(env::ROUTER_GATEWAY_TOKENS_FILE)));
     if let (Some(address), Some(token)) = (status_address, &operator_token) {
         e.check(check_status_exposure(address, token.is_some()));
     }
@@ -202,6 +205,7 @@ fn assemble(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Settings> {
         static_routes_file: static_routes_file?,
         groups_file: groups_file?,
         operator_token: operator_token?,
+        gateway_tokens_file: gateway_tokens_file?,
     })
 }
 

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod page;
 pub mod server;
 pub mod state;
+pub mod tokens;
 
 pub use server::StatusServer;
 pub use state::SharedStatus;

@@ -29,6 +29,8 @@ pub struct StatusServer {
     pub static_admin: Option<Arc<super::admin::StaticAdmin>>,
     /// Host, Origin and operator-token checks in front of every route.
     pub guard: Arc<super::guard::Guard>,
+    /// Gateway tokens (`None`: not configured).
+    pub gateway_tokens: Option<Arc<crate::gateway_tokens::TokenStore>>,
 }
 
 impl StatusServer {
@@ -36,6 +38,7 @@ impl StatusServer {
         let admin =
             super::admin::AdminState { static_admin: self.static_admin.clone(), status: self.status.clone() };
         let guard = self.guard.clone();
+        let tokens = super::tokens::routes(self.gateway_tokens.clone());
         Router::new()
             .route("/", get(page))
             .route("/api/status", get(status_json))
@@ -45,6 +48,7 @@ impl StatusServer {
             .route("/readyz", get(ready))
             .with_state(self)
             .merge(super::admin::routes(admin))
+            .merge(tokens)
             .layer(axum::middleware::from_fn_with_state(guard, super::guard::gate))
     }
 
