@@ -14,6 +14,7 @@ use gateway_core::table::RouteTable;
 
 pub mod auth;
 pub mod main_conf;
+pub mod oracle;
 
 pub use auth::AuthLayout;
 
