@@ -31,15 +31,7 @@ function _M.header_safe(value)
     return s:sub(1, 256)
 end
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
-    local raw = f:read("*a")
-    f:close()
-    return raw
-end
+local read_file = gateway_tokens.read_file
 
 -- init_by_lua: settings come as JSON data written by the router, never as Lua source.
 function _M.init(settings_path, secret_path)

@@ -17,7 +17,8 @@ local STATE_FILE = "clearml_gateway_tokens.json"
 local dir = nil
 local state = { key = nil, revoked = {}, next_check = 0 }
 
-local function read_file(path)
+-- A whole file, or nil (also used by the auth module for its settings).
+function _M.read_file(path)
     local f = io.open(path, "rb")
     if not f then
         return nil
@@ -26,6 +27,8 @@ local function read_file(path)
     f:close()
     return raw
 end
+
+local read_file = _M.read_file
 
 -- `lua_dir`: where the router writes the key and the revocation list.
 function _M.init(lua_dir)
