@@ -257,15 +257,26 @@ fn render_stream(layout: &Layout, table: &RouteTable) -> Result<String, RenderEr
 }
 
 /// Renders one embedded template (no autoescaping: every inserted value is validated first).
+/// Each template is parsed once per thread: `name` always comes with the same embedded text.
 pub(crate) fn render_template(
     name: &'static str,
     template: &str,
     ctx: &tera::Context,
 ) -> Result<String, RenderError> {
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.add_raw_template(name, template).map_err(|e| RenderError::Template(name, error_chain(&e)))?;
-    tera.render(name, ctx).map_err(|e| RenderError::Template(name, error_chain(&e)))
+    thread_local! {
+        static PARSED: std::cell::RefCell<BTreeMap<&'static str, tera::Tera>> = Default::default();
+    }
+    PARSED.with(|parsed| {
+        let mut parsed = parsed.borrow_mut();
+        if !parsed.contains_key(name) {
+            let mut tera = tera::Tera::default();
+            tera.autoescape_on(vec![]);
+            tera.add_raw_template(name, template)
+                .map_err(|e| RenderError::Template(name, error_chain(&e)))?;
+            parsed.insert(name, tera);
+        }
+        parsed[name].render(name, ctx).map_err(|e| RenderError::Template(name, error_chain(&e)))
+    })
 }
 
 /// Paths come from settings, not tasks, but still reach nginx text: allow a plain alphabet only.
