@@ -2,8 +2,9 @@
 --
 -- Credentials, first found wins: the `X-ClearML-Gateway-Token` header, the ClearML login cookie
 -- (browsers), then `Authorization: Bearer <token>` when the token is a ClearML login (a JWT with
--- ClearML's `identity` claim). Any other Authorization is the app's own and passes untouched, so a
--- client logged in by cookie or header can still send e.g. `Bearer sk-...` to a model server.
+-- ClearML's `identity` claim) or a gateway token (clearml_gateway_tokens, checked here without
+-- ClearML). Any other Authorization is the app's own and passes untouched, so a client logged in
+-- by cookie or header can still send e.g. `Bearer sk-...` to a model server.
 -- Remote mode (default): the token is checked by ClearML itself (`users.get_current_user` through
 -- an internal subrequest), so logouts are seen. Local mode (the server's token secret is
 -- configured): HS256 signature and `exp` are checked here, with no network per request, but a
