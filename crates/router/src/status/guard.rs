@@ -4,6 +4,7 @@
 //! - an `Origin`, when sent, must name one of those hosts too;
 //! - writes, the self-test and any request from off loopback need the operator token
 //!   (`Authorization: Bearer <token>`, `ROUTER_OPERATOR_TOKEN_FILE`); a wrong token is always 401.
+//!
 //! Reads from loopback stay open: GET never changes state.
 
 use std::net::{IpAddr, SocketAddr};
