@@ -102,6 +102,30 @@ t.test("failed logins are limited per client address", function()
     fake.flush()
 end)
 
+t.test("negative decisions take a bounded share of the cache", function()
+    fake.flush()
+    local settings = os.tmpname()
+    fake.write_file(settings, cjson.encode({ enabled = true, mode = "local", cookie_name = login.cookie,
+        company = login.company, cache_ttl = 60, negative_ttl = 60, stale_ttl = 300, negative_entries_max = 3 }))
+    local key = os.tmpname()
+    fake.write_file(key, ngx.encode_base64(login.key))
+    auth.init(settings, key)
+    for i = 1, 8 do
+        local bad = login.token(login.user("u" .. i, "a"), 600, "other key")
+        fake.new_request({ http_authorization = "Bearer " .. bad, remote_addr = "192.0.2." .. i })
+        t.eq(fake.run(auth.check).status, 401)
+    end
+    local entries = 0
+    for _, k in ipairs(ngx.shared.clearml_auth:get_keys(0)) do
+        entries = entries + (k:sub(1, 2) == "t:" and 1 or 0)
+    end
+    t.eq(entries, 3)
+    os.remove(settings)
+    os.remove(key)
+    login.enable(auth)
+    fake.flush()
+end)
+
 t.test("a token of another workspace: 403", function()
     fake.new_request({ http_cookie = "clearml_token=x", cookie_clearml_token = login.token(login.user("u1", "a", "c2")) })
     t.eq(fake.run(auth.check).status, 403)
