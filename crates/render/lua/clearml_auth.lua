@@ -341,6 +341,9 @@ function _M.check(route)
     local identity, reason, kind
     if gateway_tokens.is_gateway_token(token) then
         identity, reason, kind = _M.gateway_identity(token)
+    elseif not _M.is_clearml_token(token) then
+        -- Not even shaped like a ClearML login: refused without a subrequest or a cache entry.
+        reason, kind = "not a ClearML login token", "invalid"
     else
         identity, reason, kind = decide(token)
     end

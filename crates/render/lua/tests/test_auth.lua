@@ -87,6 +87,16 @@ t.test("the gateway header authenticates and is removed", function()
     t.eq(fake.run(auth.check).status, 401, "an app key alone is no login")
 end)
 
+t.test("a value not shaped like a ClearML login is refused without a check or a cache entry", function()
+    fake.flush()
+    local misses = auth.stats().cache_misses
+    fake.new_request({ http_cookie = "clearml_token=random", cookie_clearml_token = "random" })
+    t.eq(fake.run(auth.check).status, 401)
+    t.yes(fake.request.body:find("not a ClearML login token", 1, true), fake.request.body)
+    t.eq(auth.stats().cache_misses, misses)
+    fake.flush()
+end)
+
 t.test("failed logins are limited per client address", function()
     fake.flush()
     local bad = login.token(login.user("u1", "a"), 600, "other key")
