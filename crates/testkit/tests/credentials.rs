@@ -30,7 +30,10 @@ enum Kind {
     Service,
     StaticPublic,
     StaticAuthenticated,
+    /// The relay of the authenticated static route.
     WebsocketRelay,
+    /// The relay of the public static route.
+    WebsocketRelayPublic,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -106,7 +109,7 @@ fn headers(credential: Credential, t: &Tokens) -> Vec<(&'static str, String)> {
 
 /// The status the client gets.
 fn expected_status(mode: Mode, kind: Kind, credential: Credential) -> u16 {
-    let protected = mode != Mode::Off && kind != Kind::StaticPublic;
+    let protected = mode != Mode::Off && !matches!(kind, Kind::StaticPublic | Kind::WebsocketRelayPublic);
     if protected && credential == Credential::AppOwn {
         401
     } else {
@@ -139,7 +142,7 @@ fn check_received(cell: &str, received: &Value, mode: Mode, kind: Kind, credenti
     let want = own.then(|| format!("Bearer {SAMPLE_API_KEY}"));
     assert_eq!(authorization, want.as_deref(), "{cell}: the app's own Authorization, untouched: {text}");
     let identity = received.get("x-clearml-user-id").and_then(Value::as_str);
-    let verified = mode != Mode::Off && kind != Kind::StaticPublic;
+    let verified = mode != Mode::Off && !matches!(kind, Kind::StaticPublic | Kind::WebsocketRelayPublic);
     let endpoint_identity = format!("gateway-token:{}", t.endpoint_id);
     let who = if credential == Credential::EndpointToken { endpoint_identity.as_str() } else { "user-1" };
     assert_eq!(identity, verified.then_some(who), "{cell}: identity only from the proxy: {text}");
@@ -239,7 +242,14 @@ async fn check_mode(mode: Mode) {
     let s = setup(mode).await;
     let base = &s.gw.router_url;
     let ws_base = base.replacen("http", "ws", 1);
-    for kind in [Kind::Service, Kind::StaticPublic, Kind::StaticAuthenticated, Kind::WebsocketRelay] {
+    let kinds = [
+        Kind::Service,
+        Kind::StaticPublic,
+        Kind::StaticAuthenticated,
+        Kind::WebsocketRelay,
+        Kind::WebsocketRelayPublic,
+    ];
+    for kind in kinds {
         for credential in CREDENTIALS {
             let cell = format!("{mode:?} x {kind:?} x {credential:?}");
             let (status, received) = match kind {
@@ -248,9 +258,11 @@ async fn check_mode(mode: Mode) {
                 Kind::StaticAuthenticated => {
                     http_cell(&format!("{base}/authd/echo"), credential, &s.tokens).await
                 }
-                // The relay of the authenticated static route.
                 Kind::WebsocketRelay => {
                     websocket_cell(&format!("{ws_base}/authd/ws-headers"), credential, &s.tokens).await
+                }
+                Kind::WebsocketRelayPublic => {
+                    websocket_cell(&format!("{ws_base}/pub/ws-headers"), credential, &s.tokens).await
                 }
             };
             let status = if status == 101 { 200 } else { status };
