@@ -58,11 +58,13 @@ pub const ALIASES: [(&str, &str); 4] = [
 
 pub const ROUTER_UPSTREAM_KEEPALIVE: &str = "ROUTER_UPSTREAM_KEEPALIVE";
 pub const ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS: &str = "ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS";
+pub const ROUTER_OPERATOR_TOKEN_FILE: &str = "ROUTER_OPERATOR_TOKEN_FILE";
+pub const ROUTER_GATEWAY_TOKENS_FILE: &str = "ROUTER_GATEWAY_TOKENS_FILE";
 /// Read by clap for `--log-json`, not by the router's settings.
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
 /// Every variable the router's settings read; the rest of the environment is never read.
-pub const ALL: [&str; 40] = [
+pub const ALL: [&str; 42] = [
     ROUTER_NAME,
     ROUTER_URL,
     SERVER_PORT,
@@ -103,4 +105,6 @@ pub const ALL: [&str; 40] = [
     ROUTER_RUN_AS,
     ROUTER_UPSTREAM_KEEPALIVE,
     ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS,
+    ROUTER_OPERATOR_TOKEN_FILE,
+    ROUTER_GATEWAY_TOKENS_FILE,
 ];

@@ -7,6 +7,7 @@
 
 pub mod env;
 pub mod errors;
+pub mod gateway_token;
 pub mod model;
 pub mod reconcile;
 pub mod routes_file;

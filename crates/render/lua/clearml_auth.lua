@@ -1,15 +1,22 @@
 -- ClearML login check, run inside the proxy for every request to a task endpoint.
 --
--- Credentials: the ClearML login cookie (browsers) or `Authorization: Bearer <token>` (scripts).
+-- Credentials, first found wins: the `X-ClearML-Gateway-Token` header, the ClearML login cookie
+-- (browsers), then `Authorization: Bearer <token>` when the token is a ClearML login (a JWT with
+-- ClearML's `identity` claim) or a gateway token (clearml_gateway_tokens, checked here without
+-- ClearML). Any other Authorization is the app's own and passes untouched, so a client logged in
+-- by cookie or header can still send e.g. `Bearer sk-...` to a model server.
 -- Remote mode (default): the token is checked by ClearML itself (`users.get_current_user` through
 -- an internal subrequest), so logouts are seen. Local mode (the server's token secret is
 -- configured): HS256 signature and `exp` are checked here, with no network per request, but a
 -- logout is not seen until the token expires. Decisions are cached in a shared dict keyed by a
 -- hash of the token; a stale positive decision is still honoured while ClearML is unreachable.
--- The task never sees the credentials: the cookie and Bearer header are removed, and the
--- verified identity is passed in headers the proxy sets itself.
+-- The task never sees ClearML credentials, whatever the route and even with authentication off:
+-- `strip_credentials` removes the login cookie, the gateway header and a ClearML Bearer token; the
+-- verified identity is passed in headers the proxy sets itself. Failed logins are limited per
+-- client address, and negative decisions take a bounded share of the cache.
 
 local cjson = require("cjson.safe")
+local gateway_tokens = require("clearml_gateway_tokens")
 local jwt = require("clearml_jwt")
 local pages = require("clearml_pages")
 
@@ -25,15 +32,7 @@ function _M.header_safe(value)
     return s:sub(1, 256)
 end
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
-    local raw = f:read("*a")
-    f:close()
-    return raw
-end
+local read_file = gateway_tokens.read_file
 
 -- init_by_lua: settings come as JSON data written by the router, never as Lua source.
 function _M.init(settings_path, secret_path)
@@ -45,6 +44,7 @@ function _M.init(settings_path, secret_path)
         return
     end
     settings = doc
+    gateway_tokens.init(settings_path:match("^(.*)/[^/]*$") or ".")
     if settings.mode == "local" then
         local key = read_file(secret_path)
         secret = key and ngx.decode_base64((key:gsub("%s", ""))) or nil
@@ -111,6 +111,34 @@ end
 
 ---------------------------------------------------------------------------------------------
 
+-- Failed logins: at most `failed_login_limit` per client address per `failed_login_window`
+-- seconds (then 429 without asking ClearML), so random tokens cannot flood ClearML or the cache.
+
+local function failure_key()
+    local window = settings.failed_login_window or 60
+    return "fail:" .. (ngx.var.remote_addr or "") .. ":" .. math.floor(ngx.now() / window), window
+end
+
+function _M.too_many_failures()
+    local key = failure_key()
+    return (cache:get(key) or 0) >= (settings.failed_login_limit or 30)
+end
+
+function _M.count_failure()
+    local key, window = failure_key()
+    cache:add(key, 0, window)
+    cache:incr(key, 1, 0)
+end
+
+-- Whether one more negative decision may be cached: at most `negative_entries_max` per
+-- negative TTL window, so failed logins cannot evict the positive ones.
+local function negative_slot()
+    local ttl = math.max(settings.negative_ttl or 5, 1)
+    local key = "negcount:" .. math.floor(ngx.now() / ttl)
+    cache:add(key, 0, 2 * ttl)
+    return (cache:incr(key, 1, 0) or 0) <= (settings.negative_entries_max or 10000)
+end
+
 local function cache_key(token)
     return "t:" .. ngx.encode_base64(ngx.sha1_bin(token))
 end
@@ -156,7 +184,7 @@ local function decide(token)
         ttl = math.min(ttl, left)
         keep = math.min(keep, left)
     end
-    if keep > 0 then
+    if keep > 0 and (identity or negative_slot()) then
         cache:set(key, cjson.encode({
             ok = identity ~= nil,
             identity = identity,
@@ -179,10 +207,49 @@ function _M.bearer_token(header)
     return header:match("^[Bb]earer%s+([%w%-_%.=]+)%s*$")
 end
 
+-- True for a ClearML login token (a JWT whose payload has ClearML's `identity` claim) or a
+-- gateway token: only those are taken from (and removed from) Authorization; an app's own keys
+-- and JWTs are left alone.
+function _M.is_clearml_token(token)
+    if type(token) ~= "string" then
+        return false
+    end
+    if gateway_tokens.is_gateway_token(token) then
+        return true
+    end
+    local payload = token:match("^[%w%-_]+%.([%w%-_]+)%.[%w%-_]*$")
+    local raw = payload and jwt.b64url_decode(payload)
+    local claims = raw and cjson.decode(raw)
+    return type(claims) == "table" and type(claims.identity) == "table"
+end
+
+local GATEWAY_HEADER = "X-ClearML-Gateway-Token"
+
+local function cookie_name()
+    return settings.cookie_name or "clearml_token_basic"
+end
+
 local function cookie_token()
-    local value = ngx.var["cookie_" .. settings.cookie_name]
+    local value = ngx.var["cookie_" .. cookie_name()]
     if value and value:match("^[%w%-_%.=]+$") then
         return value
+    end
+    return nil
+end
+
+-- The credential of this request: the token, or nil. Order: gateway header, cookie, ClearML Bearer.
+function _M.credential()
+    local header = ngx.var.http_x_clearml_gateway_token
+    if header and header ~= "" then
+        return header:match("^%s*([%w%-_%.=]+)%s*$") or ""
+    end
+    local token = cookie_token()
+    if token then
+        return token
+    end
+    token = _M.bearer_token(ngx.var.http_authorization)
+    if _M.is_clearml_token(token) then
+        return token
     end
     return nil
 end
@@ -198,19 +265,22 @@ function _M.without_cookie(cookies, name)
     return #kept > 0 and table.concat(kept, "; ") or nil
 end
 
--- Removes the ClearML cookie from the Cookie header, keeping the task's own cookies.
-local function strip_credentials()
+-- Removes every ClearML credential, keeping the app's own cookies and Authorization. Runs for
+-- every route, public ones and authentication off included.
+function _M.strip_credentials()
     local cookies = ngx.var.http_cookie
     if cookies then
-        local kept = _M.without_cookie(cookies, settings.cookie_name)
-        if kept then
-            ngx.req.set_header("Cookie", kept)
-        else
+        local kept = _M.without_cookie(cookies, cookie_name())
+        if not kept then
             ngx.req.clear_header("Cookie")
+        elseif kept ~= cookies then
+            ngx.req.set_header("Cookie", kept)
         end
     end
-    local authorization = ngx.var.http_authorization
-    if authorization and authorization:match("^[Bb]earer%s") then
+    if ngx.var.http_x_clearml_gateway_token then
+        ngx.req.clear_header(GATEWAY_HEADER)
+    end
+    if _M.is_clearml_token(_M.bearer_token(ngx.var.http_authorization)) then
         ngx.req.clear_header("Authorization")
     end
 end
@@ -229,9 +299,25 @@ local function refuse(status, code, title, message, with_login)
     return pages.send(status, code, title, message, login_html, login_json)
 end
 
--- access phase: lets the request through with identity headers set, or answers it.
-function _M.check()
+-- Identity of a gateway token (issued by this router, so for its workspace): a user token acts
+-- as its user; an endpoint token as itself, limited to its endpoints.
+function _M.gateway_identity(token)
+    local claims, reason = gateway_tokens.verify(token, ngx.time())
+    if not claims then
+        return nil, reason, "invalid"
+    end
+    if claims.kind == "user" then
+        return { user = _M.header_safe(claims.user), name = _M.header_safe(claims.name), company = settings.company }
+    end
+    return { user = _M.header_safe("gateway-token:" .. claims.id), name = _M.header_safe(claims.name),
+        company = settings.company, endpoints = claims.endpoints }
+end
+
+-- access phase: lets the request through with identity headers set, or answers it. `route`: the
+-- /service route id or static route name asked for (endpoint tokens grant chosen ones).
+function _M.check(route)
     if not settings.enabled then
+        _M.strip_credentials()
         return true
     end
     if settings.broken then
@@ -242,12 +328,28 @@ function _M.check()
         return refuse(503, "auth_unavailable", "Gateway starting",
             "The gateway has not learned its ClearML workspace yet. Retry in a moment.", false)
     end
-    local token = _M.bearer_token(ngx.var.http_authorization) or cookie_token()
+    local token = _M.credential()
     if not token or token == "" then
         return refuse(401, "unauthenticated", "Login required",
             "This endpoint belongs to a ClearML task. Log in to ClearML to open it.", true)
     end
-    local identity, reason, kind = decide(token)
+    if _M.too_many_failures() then
+        ngx.header["Retry-After"] = tostring(settings.failed_login_window or 60)
+        return refuse(429, "too_many_failed_logins", "Too many failed logins",
+            "Too many failed logins from your address. Wait a minute, then log in again.", false)
+    end
+    local identity, reason, kind
+    if gateway_tokens.is_gateway_token(token) then
+        identity, reason, kind = _M.gateway_identity(token)
+    elseif not _M.is_clearml_token(token) then
+        -- Not even shaped like a ClearML login: refused without a subrequest or a cache entry.
+        reason, kind = "not a ClearML login token", "invalid"
+    else
+        identity, reason, kind = decide(token)
+    end
+    if not identity and kind ~= "unavailable" then
+        _M.count_failure()
+    end
     if not identity then
         if kind == "unavailable" then
             ngx.log(ngx.ERR, "clearml auth: cannot check a login: ", reason)
@@ -261,7 +363,14 @@ function _M.check()
         return refuse(403, "forbidden", "Not your workspace",
             "This endpoint belongs to another ClearML workspace.", false)
     end
-    strip_credentials()
+    if identity.endpoints then
+        if not route or not gateway_tokens.grants(identity, route) then
+            return refuse(403, "forbidden", "Not granted", "This gateway token does not grant this endpoint.", false)
+        end
+        -- Holding the token is the grant: group membership rules do not apply.
+        ngx.ctx.clearml_endpoint_grant = true
+    end
+    _M.strip_credentials()
     ngx.var.clearml_user_id = identity.user
     ngx.var.clearml_user_name = identity.name
     ngx.var.clearml_company_id = identity.company

@@ -51,6 +51,8 @@ local ROUTE_PAGES = {
         "The task's endpoint is registered, but the task does not answer on its port yet. Retry in a moment." },
     forbidden = { 403, "forbidden", "Not allowed",
         "Your ClearML user is not in a group allowed to use this endpoint." },
+    bad_path = { 400, "bad_path", "Bad path",
+        "Paths with `.` or `..` segments (also percent-encoded) are refused." },
     no_target = { 503, "no_target", "Endpoint not in use",
         "This route is defined, but no task or target serves it right now. Retry in a moment." },
 }

@@ -18,15 +18,18 @@ end
 
 -- access_by_lua for /service/: pick the route, strip the /service/<id> prefix from the raw URI.
 function _M.access()
+    if static.has_dot_segment(ngx.var.request_uri) then
+        return pages.bad_path()
+    end
     -- A subdomain static route owns every path of its host, /service/ included.
     local host_route = store.static_for_host(ngx.var.host)
     if host_route then
         return static.serve(host_route, "", ngx.var.request_uri)
     end
-    -- Login first, so that unauthenticated clients cannot probe which task ids exist.
-    auth.check()
     local uri = ngx.var.request_uri
     local id, rest = _M.split_service_uri(uri)
+    -- Login first, so that unauthenticated clients cannot probe which task ids exist.
+    auth.check(id)
     local host, port, keep_prefix = store.route(id)
     if not host then
         return pages.not_found()

@@ -27,6 +27,20 @@ function _M.longest_prefix(path, lookup)
     return nil
 end
 
+-- True if the path part of raw URI `uri` has a `.` or `..` segment, also percent-encoded or
+-- behind an encoded slash or a backslash: refused before any route is chosen, so that
+-- /service/<A>/../<B>/ cannot reach A as /../B/ (nginx matches locations on the decoded URI,
+-- the routes use the raw one).
+function _M.has_dot_segment(uri)
+    local path = uri:match("^[^?#]*"):gsub("%%2[eE]", "."):gsub("%%2[fF]", "/"):gsub("%%5[cC]", "/"):gsub("\\", "/")
+    for segment in (path .. "/"):gmatch("([^/]*)/") do
+        if segment == "." or segment == ".." then
+            return true
+        end
+    end
+    return false
+end
+
 -- `members` lists user ids and names; an empty id or name never matches.
 function _M.is_member(members, user_id, user_name)
     for _, m in ipairs(members) do
@@ -94,9 +108,11 @@ function _M.serve(name, prefix, rest)
     if not route then
         return pages.not_found()
     end
-    if not route.public then
-        auth.check()
-        if route.members ~= nil and auth.enabled() then
+    if route.public then
+        auth.strip_credentials()
+    else
+        auth.check(name)
+        if route.members ~= nil and auth.enabled() and not ngx.ctx.clearml_endpoint_grant then
             if not _M.is_member(route.members, ngx.var.clearml_user_id or "", ngx.var.clearml_user_name or "") then
                 return pages.forbidden()
             end
@@ -130,6 +146,9 @@ end
 -- path prefix, else 404.
 function _M.access()
     local uri = ngx.var.request_uri
+    if _M.has_dot_segment(uri) then
+        return pages.bad_path()
+    end
     local host_route = store.static_for_host(ngx.var.host)
     if host_route then
         return _M.serve(host_route, "", uri)

@@ -10,7 +10,7 @@ local _M = {}
 -- Headers of the client request not copied to the target: the proxy sets its own.
 local SKIPPED = { ["x-forwarded-prefix"] = true, ["x-forwarded-for"] = true, ["x-forwarded-proto"] = true,
     ["x-forwarded-host"] = true, ["x-real-ip"] = true, ["x-clearml-user-id"] = true,
-    ["x-clearml-user-name"] = true, ["x-clearml-company-id"] = true }
+    ["x-clearml-user-name"] = true, ["x-clearml-company-id"] = true, ["x-clearml-gateway-token"] = true }
 
 -- Identity headers and the variables holding the checked login.
 local IDENTITY = { { "X-ClearML-User-Id", "clearml_user_id" }, { "X-ClearML-User-Name", "clearml_user_name" },

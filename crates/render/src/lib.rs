@@ -13,6 +13,7 @@ use gateway_core::table::RouteTable;
 
 pub mod auth;
 pub mod main_conf;
+pub mod oracle;
 
 pub use auth::AuthLayout;
 
@@ -37,6 +38,7 @@ const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.te
 const LUA_MODULES: &[(&str, &str)] = &[
     ("clearml_auth.lua", include_str!("../lua/clearml_auth.lua")),
     ("clearml_control.lua", include_str!("../lua/clearml_control.lua")),
+    ("clearml_gateway_tokens.lua", include_str!("../lua/clearml_gateway_tokens.lua")),
     ("clearml_jwt.lua", include_str!("../lua/clearml_jwt.lua")),
     ("clearml_pages.lua", include_str!("../lua/clearml_pages.lua")),
     ("clearml_router.lua", include_str!("../lua/clearml_router.lua")),
@@ -269,15 +271,26 @@ fn render_stream(layout: &Layout) -> Result<String, RenderError> {
 }
 
 /// Renders one embedded template (no autoescaping: every inserted value is validated first).
+/// Each template is parsed once per thread: `name` always comes with the same embedded text.
 pub(crate) fn render_template(
     name: &'static str,
     template: &str,
     ctx: &tera::Context,
 ) -> Result<String, RenderError> {
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.add_raw_template(name, template).map_err(|e| RenderError::Template(name, error_chain(&e)))?;
-    tera.render(name, ctx).map_err(|e| RenderError::Template(name, error_chain(&e)))
+    thread_local! {
+        static PARSED: std::cell::RefCell<BTreeMap<&'static str, tera::Tera>> = Default::default();
+    }
+    PARSED.with(|parsed| {
+        let mut parsed = parsed.borrow_mut();
+        if !parsed.contains_key(name) {
+            let mut tera = tera::Tera::default();
+            tera.autoescape_on(vec![]);
+            tera.add_raw_template(name, template)
+                .map_err(|e| RenderError::Template(name, error_chain(&e)))?;
+            parsed.insert(name, tera);
+        }
+        parsed[name].render(name, ctx).map_err(|e| RenderError::Template(name, error_chain(&e)))
+    })
 }
 
 /// Paths come from settings, not tasks, but still reach nginx text: allow a plain alphabet only.

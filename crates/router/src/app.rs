@@ -38,8 +38,8 @@ pub fn layout(settings: &Settings, company_id: Option<String>) -> Layout {
 fn auth_layout(settings: &Settings, company_id: Option<String>) -> AuthLayout {
     let auth = &settings.auth;
     if !auth.enabled {
-        // Nothing else matters when it is off: keep the render independent of the rest.
-        return AuthLayout::disabled();
+        // Nothing else matters when it is off but the cookie name: the proxy still strips it.
+        return AuthLayout { cookie_name: auth.cookie_name.clone(), ..AuthLayout::disabled() };
     }
     AuthLayout {
         enabled: true,

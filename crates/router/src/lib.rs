@@ -11,6 +11,7 @@ pub mod app;
 pub mod apply;
 pub mod config;
 pub mod dry_run;
+pub mod gateway_tokens;
 pub mod privileges;
 pub mod router;
 pub mod selftest;

@@ -157,6 +157,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             auth_enabled: settings.auth.enabled,
         })),
         self_test_lock: Default::default(),
+        gateway_tokens: match &settings.gateway_tokens_file {
+            Some(file) => Some(clearml_router::gateway_tokens::TokenStore::open(
+                file.clone(),
+                settings.proxy.lua_dir.clone(),
+            )?),
+            None => None,
+        },
+        guard: clearml_router::status::guard::Guard::new(
+            settings.operator_token.clone(),
+            status_address,
+            &settings.router_url,
+        ),
     };
     let bound = server.spawn(status_address).await?;
     tracing::info!(address = %bound, "status page, API and metrics at http://{bound}/");
@@ -166,10 +178,20 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// `test --queue Q`: asks the running router to self-test and prints its report.
 async fn self_test(settings: &Settings, queue: &str, pickup_timeout: u64) -> ExitCode {
-    let url = format!("http://{}/api/self-test", settings.status_address);
+    let mut address = settings.status_address;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{address}/api/self-test");
     let http = reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(300)).build();
     let response = match http.map(|h| {
-        h.post(&url).json(&serde_json::json!({ "queue": queue, "pickup_timeout_seconds": pickup_timeout }))
+        let request = h
+            .post(&url)
+            .json(&serde_json::json!({ "queue": queue, "pickup_timeout_seconds": pickup_timeout }));
+        match &settings.operator_token {
+            Some(token) => request.bearer_auth(token.expose()),
+            None => request,
+        }
     }) {
         Ok(request) => request.send().await,
         Err(e) => {

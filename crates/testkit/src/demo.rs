@@ -63,6 +63,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut settings = settings;
     settings.proxy.pid_file = proxy.pid_file();
     let router = clearml_router::app::router(settings.clone())?;
+    let status_address = SocketAddr::from(([127, 0, 0, 1], args.status_port));
     let status = clearml_router::status::StatusServer {
         status: router.status(),
         api_metrics: router.api_metrics(),
@@ -70,8 +71,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         self_test: None,
         self_test_lock: Default::default(),
         static_admin: None,
+        gateway_tokens: None,
+        guard: clearml_router::status::guard::Guard::new(None, status_address, &settings.router_url),
     }
-    .spawn(SocketAddr::from(([127, 0, 0, 1], args.status_port)))
+    .spawn(status_address)
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let router_task = tokio::spawn(router.run(async {

@@ -1,5 +1,6 @@
 //! A small HTTP app standing in for a task's notebook or model server, in the demo and tests:
 //! it echoes requests, echoes websocket messages, streams server-sent events and counts uploads.
+//! `/v1/models` stands in for an OpenAI-style model server with its own API key.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,6 +33,8 @@ fn router(name: String) -> Router {
     Router::new()
         .route("/", get(move || async move { home_page(&page_name) }))
         .route("/ws", get(websocket))
+        .route("/ws-headers", get(websocket_headers))
+        .route("/v1/models", get(models))
         .route("/sse", get(events))
         .route("/upload", post(upload))
         .fallback(any(move |request: Request| async move { echo(&name, request) }))
@@ -47,22 +50,48 @@ fn home_page(name: &str) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-/// Answers with the request as the app received it: method, raw URI, headers and the peer
-/// address of the connection it came on (one address per connection: shows reuse).
-fn echo(name: &str, request: Request) -> Response {
-    let headers: serde_json::Map<String, serde_json::Value> = request
-        .headers()
+/// The API key the model server stand-in accepts (`Authorization: Bearer <key>`).
+pub const SAMPLE_API_KEY: &str = "sk-sample-app-own-key";
+
+/// Headers as a JSON object, names lowercase (as the app received them).
+fn headers_json(headers: &HeaderMap) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), json!(String::from_utf8_lossy(v.as_bytes()))))
         .collect();
+    serde_json::Value::Object(map)
+}
+
+/// Answers with the request as the app received it: method, raw URI, headers and the peer
+/// address of the connection it came on (one address per connection: shows reuse).
+fn echo(name: &str, request: Request) -> Response {
     Json(json!({
         "app": name,
         "method": request.method().as_str(),
         "uri": request.uri().to_string(),
-        "headers": headers,
+        "headers": headers_json(request.headers()),
         "peer": request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()),
     }))
     .into_response()
+}
+
+/// A model server's own check: its API key in Authorization, else 401 (as OpenAI answers).
+async fn models(headers: HeaderMap) -> Response {
+    let expected = format!("Bearer {SAMPLE_API_KEY}");
+    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        let error = json!({"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}});
+        return (axum::http::StatusCode::UNAUTHORIZED, Json(error)).into_response();
+    }
+    Json(json!({"object": "list", "data": [{"id": "sample-model", "object": "model"}]})).into_response()
+}
+
+/// A websocket whose first message is the upgrade request's headers, as the app received them.
+async fn websocket_headers(headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let text = headers_json(&headers).to_string();
+    upgrade.on_upgrade(move |mut socket| async move {
+        let _ = socket.send(Message::Text(text)).await;
+        echo_messages(socket).await
+    })
 }
 
 async fn websocket(upgrade: WebSocketUpgrade) -> Response {

@@ -717,6 +717,8 @@ async fn end_to_end_hostile_tasks_are_refused_and_good_tasks_keep_routing() {
         loops: vec![
             ("127.0.0.1".into(), gw.http_port),
             ("127.0.0.1".into(), gw.control_port),
+            // The router's own status and operator API.
+            ("127.0.0.1".into(), gw.status_port),
             ("127.0.0.2".into(), gw.http_port),
             ("::1".into(), gw.http_port),
             ("::ffff:127.0.0.1".into(), gw.http_port),

@@ -330,7 +330,7 @@ async fn wait_for_app(url: &str, host: Option<&str>, app: &str) {
 async fn admin_api_adds_edits_enables_disables_and_deletes_persisting_to_the_file() {
     let gw = start(json!({"routes": []})).await;
     let (a, b) = (sample_app("a").await, sample_app("b").await);
-    let http = http_client();
+    let http = operator_http();
     let api = gw.status_url("/api/static-routes");
     let url = format!("{}/api-x/echo", gw.router_url);
 

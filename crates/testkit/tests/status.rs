@@ -367,3 +367,44 @@ async fn self_test_task_script_runs_under_the_real_sdk_and_is_routed() {
     assert!(gw.emulator.task(&run.task).is_none(), "the self-test removed its task");
     assert!(run.script.stop().is_some(), "the script is stopped and reaped");
 }
+
+/// The operator API: writes and the self-test need the operator token; a foreign Host (DNS
+/// rebinding) or Origin is refused even with it; reads stay open on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_api_needs_the_token_and_its_own_host() {
+    let gw = Gateway::start(Options::default()).await;
+    let deadline = tokio::time::Instant::now() + T;
+    while http_client().get(gw.status_url("/healthz")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let selftest = gw.status_url("/api/self-test");
+    let routes = gw.status_url("/api/static-routes");
+    let body = json!({"queue": ""});
+    let anon = http_client();
+    let status_of = |r: reqwest::Response| r.status().as_u16();
+
+    // Without credentials: refused, naming the header to send.
+    let r = anon.post(&selftest).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("Authorization: Bearer"));
+    assert_eq!(status_of(anon.post(&routes).json(&json!({"name": "x"})).send().await.unwrap()), 401);
+    assert_eq!(status_of(anon.delete(format!("{routes}/x")).send().await.unwrap()), 401);
+    // Wrong credentials: refused, reads too.
+    let wrong = |r: reqwest::RequestBuilder| r.bearer_auth("not-the-operator-token-at-all");
+    assert_eq!(status_of(wrong(anon.post(&selftest)).json(&body).send().await.unwrap()), 401);
+    assert_eq!(status_of(wrong(anon.get(gw.status_url("/api/status"))).send().await.unwrap()), 401);
+    // Valid credentials: the request is handled (an empty queue name is a 400 from the handler).
+    let op = operator_http();
+    assert_eq!(status_of(op.post(&selftest).json(&body).send().await.unwrap()), 400);
+    // A foreign Host (a rebinding DNS name pointing at loopback) or Origin: refused, token or not.
+    let foreign = op.post(&selftest).header("host", "attacker.example").json(&body).send().await.unwrap();
+    assert_eq!(foreign.status(), 421);
+    let foreign = anon.get(gw.status_url("/api/status")).header("host", "attacker.example:80").send().await;
+    assert_eq!(status_of(foreign.unwrap()), 421);
+    let origin = op.post(&selftest).header("origin", "http://attacker.example").json(&body).send().await;
+    assert_eq!(status_of(origin.unwrap()), 403);
+    // Read-only status stays open on loopback; GET changes nothing.
+    assert_eq!(status_of(anon.get(gw.status_url("/api/status")).send().await.unwrap()), 200);
+    assert_eq!(status_of(anon.get(gw.status_url("/metrics")).send().await.unwrap()), 200);
+}

@@ -106,6 +106,34 @@ t.test("header_filter adds the affinity cookie to the target's cookies", functio
     t.eq(ngx.header["Set-Cookie"], { "theirs=2", "a=1" })
 end)
 
+t.test("dot segments are refused before a route is chosen, also encoded", function()
+    for _, uri in ipairs({ "/a/b/../x", "/a/b/./x", "/a/b/%2e%2E/x", "/a/b/..%2fx", "/a/b/..\\x", "/a/b/.." }) do
+        t.yes(static.has_dot_segment(uri), uri)
+        fake.new_request({ request_uri = uri })
+        t.eq(fake.run(static.access).status, 400, uri)
+    end
+    for _, uri in ipairs({ "/a/b/x", "/a/b/.x/..y", "/a/b/x?p=/../", "/a/b/...", "/a/b/%2e%2e.x" }) do
+        t.no(static.has_dot_segment(uri), uri)
+    end
+end)
+
+t.test("a public route: ClearML credentials removed, the app's own kept", function()
+    local token = login.token(login.user("u1", "alice"))
+    fake.new_request({
+        request_uri = "/a/b/x",
+        http_cookie = "clearml_token_basic=" .. token .. "; theirs=1",
+        http_authorization = "Bearer " .. token,
+        http_x_clearml_gateway_token = token,
+        headers = { Cookie = "clearml_token_basic=" .. token .. "; theirs=1", Authorization = "Bearer " .. token,
+            ["X-ClearML-Gateway-Token"] = token },
+    })
+    t.eq(fake.run(static.access), nil)
+    t.eq(fake.request.headers, { Cookie = "theirs=1" })
+    fake.new_request({ request_uri = "/a/b/x", http_authorization = "Bearer sk-abc", headers = { Authorization = "Bearer sk-abc" } })
+    t.eq(fake.run(static.access), nil)
+    t.eq(fake.request.headers, { Authorization = "Bearer sk-abc" })
+end)
+
 t.test("a members-only route: login required, members only", function()
     fake.new_request({ request_uri = "/team/" })
     t.eq(fake.run(static.access), nil, "authentication disabled: no check")

@@ -28,6 +28,14 @@ pub fn help() -> String {
             env::ROUTER_STATUS_ADDRESS.to_owned(),
             format!("status page, JSON API and /metrics (default {})", d.status_address),
         ),
+        (
+            env::ROUTER_OPERATOR_TOKEN_FILE.to_owned(),
+            "file holding the operator API's bearer token (writes, self-test, non-loopback access)".to_owned(),
+        ),
+        (
+            env::ROUTER_GATEWAY_TOKENS_FILE.to_owned(),
+            "gateway token registry (hashes only; key beside it); enables /api/gateway-tokens".to_owned(),
+        ),
     ];
     let mut out =
         String::from("Configuration comes from the environment, with the enterprise router's names:\n");

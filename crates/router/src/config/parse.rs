@@ -131,6 +131,29 @@ pub(super) fn file(var: Var<'_>) -> Result<Option<PathBuf>, ConfigError> {
     Ok(Some(path))
 }
 
+/// A token read from the file the variable names (`ROUTER_OPERATOR_TOKEN_FILE`): at least 24
+/// printable characters, surrounding whitespace ignored. The token itself never appears in errors.
+pub(super) fn token_file(var: Var<'_>) -> Result<Option<Secret>, ConfigError> {
+    let Some(v) = var.present() else { return Ok(None) };
+    let text = std::fs::read_to_string(v).map_err(|e| {
+        var.bad(
+            format!("cannot read {:?}: {e}", display_untrusted(v)),
+            "point it to a readable file holding the token",
+        )
+    })?;
+    let token = text.trim();
+    if token.len() < 24 || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(var.bad(
+            format!(
+                "the token in {:?} is shorter than 24 characters or has spaces or control characters",
+                display_untrusted(v)
+            ),
+            "write a long random token, e.g. `openssl rand -hex 32 > FILE`",
+        ));
+    }
+    Ok(Some(Secret::new(token)))
+}
+
 /// `ROUTER_DOCKER_SOCKET`: an absolute path, `unix://` allowed.
 pub(super) fn socket_path(var: Var<'_>, default: &str) -> Result<PathBuf, ConfigError> {
     let v = var.present().unwrap_or(default);
@@ -151,7 +174,7 @@ pub(super) fn socket_address(var: Var<'_>, default: &str) -> Result<SocketAddr, 
     v.parse().map_err(|_| {
         var.bad(
             format!("{:?} is not an IP:port address", display_untrusted(v)),
-            format!("use e.g. {default} (loopback) or 0.0.0.0:{port} to expose the status page"),
+            format!("use e.g. {default} (loopback; any port, e.g. :{port})"),
         )
     })
 }

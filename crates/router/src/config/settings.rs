@@ -89,6 +89,11 @@ pub struct Settings {
     pub static_routes_file: Option<PathBuf>,
     /// The group -> members map for static routes' allowed groups (JSON).
     pub groups_file: Option<PathBuf>,
+    /// Bearer token of the operator API (writes, self-test, and any request from off loopback).
+    /// `None`: those are refused.
+    pub operator_token: Option<Secret>,
+    /// The gateway token registry (JSON; its key beside it as `<file>.key`). `None`: no tokens.
+    pub gateway_tokens_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -114,6 +119,9 @@ impl Settings {
         if let Some(ip) = self.tcp.router_address.as_deref().and_then(|a| a.parse().ok()) {
             out.push(ip);
         }
+        if !self.status_address.ip().is_unspecified() {
+            out.push(self.status_address.ip());
+        }
         out
     }
 
@@ -121,6 +129,8 @@ impl Settings {
     pub fn proxy_ports(&self) -> Vec<u16> {
         let mut ports = vec![self.listen_port.get(), self.proxy.control_port.get()];
         ports.extend(self.tcp.port_start.get()..=self.tcp.port_end.get());
+        // The router's own status and operator API is no target either.
+        ports.push(self.status_address.port());
         ports
     }
 }
@@ -170,6 +180,11 @@ fn assemble(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Settings> {
     let status_address = e.take(parse::socket_address(raw.var(env::ROUTER_STATUS_ADDRESS), d.status_address));
     let static_routes_file = e.take(parse::file(raw.var(env::ROUTER_STATIC_ROUTES_FILE)));
     let groups_file = e.take(parse::file(raw.var(env::ROUTER_GROUPS_FILE)));
+    let operator_token = e.take(parse::token_file(raw.var(env::ROUTER_OPERATOR_TOKEN_FILE)));
+    let gateway_tokens_file = e.take(parse::file(raw.var(env::ROUTER_GATEWAY_TOKENS_FILE)));
+    if let (Some(address), Some(token)) = (status_address, &operator_token) {
+        e.check(check_status_exposure(address, token.is_some()));
+    }
 
     let api_host = api_host?;
     Some(Settings {
@@ -192,7 +207,24 @@ fn assemble(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Settings> {
         status_address: status_address?,
         static_routes_file: static_routes_file?,
         groups_file: groups_file?,
+        operator_token: operator_token?,
+        gateway_tokens_file: gateway_tokens_file?,
     })
+}
+
+/// A status server reachable from other hosts must authenticate its operator API.
+fn check_status_exposure(address: SocketAddr, has_token: bool) -> Result<(), ConfigError> {
+    if address.ip().is_loopback() || has_token {
+        return Ok(());
+    }
+    Err(bad(
+        env::ROUTER_STATUS_ADDRESS,
+        format!("{address} is not a loopback address and the operator API has no credentials"),
+        format!(
+            "set {} to a file holding a long random token (e.g. `openssl rand -hex 32`), or keep the default loopback address",
+            env::ROUTER_OPERATOR_TOKEN_FILE
+        ),
+    ))
 }
 
 fn auth(raw: &RawEnv, d: &Defaults, e: &mut Errors, api_host: Option<&str>) -> Option<AuthSettings> {

@@ -203,3 +203,25 @@ fn the_lua_folder_follows_the_vendor_layout_that_is_mounted() {
     );
     assert_eq!(defaults::mounted_lua_dir(&line("/data")), None);
 }
+
+#[test]
+fn an_exposed_status_address_needs_the_operator_token() {
+    let errs = env(&[("ROUTER_STATUS_ADDRESS", "0.0.0.0:18081")]).unwrap_err();
+    let line = errs[0].to_string();
+    assert!(
+        line.starts_with("ROUTER_STATUS_ADDRESS:") && line.contains("ROUTER_OPERATOR_TOKEN_FILE"),
+        "{line}"
+    );
+    assert!(!line.contains("0.0.0.0:18081 to expose"), "no hint to expose it: {line}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "short\n").unwrap();
+    let path = file.display().to_string();
+    let errs = env(&[("ROUTER_OPERATOR_TOKEN_FILE", &path)]).unwrap_err();
+    assert!(errs[0].to_string().contains("shorter than 24"), "{}", errs[0]);
+    assert!(!errs[0].to_string().contains("short\n"));
+    std::fs::write(&file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let s =
+        env(&[("ROUTER_STATUS_ADDRESS", "0.0.0.0:18081"), ("ROUTER_OPERATOR_TOKEN_FILE", &path)]).unwrap();
+    assert_eq!(s.operator_token.unwrap().expose(), "0123456789abcdef0123456789abcdef");
+}

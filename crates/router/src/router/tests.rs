@@ -288,3 +288,22 @@ async fn a_restarted_router_takes_back_what_its_previous_run_advertised() {
     assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"));
     assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
 }
+
+#[test]
+fn the_status_port_is_no_target() {
+    let vars = [
+        ("ROUTER_URL", "http://gw.example.com:8080"),
+        ("CLEARML_API_HOST", "http://clearml:8008"),
+        ("CLEARML_API_ACCESS_KEY", "AK"),
+        ("CLEARML_API_SECRET_KEY", "SK"),
+        ("ROUTER_STATUS_ADDRESS", "127.0.0.1:18081"),
+        ("ROUTER_ALLOW_LOOPBACK_TARGETS", "true"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let s = Settings::from_raw(RawEnv::from_vars(vars)).unwrap();
+    let policy = super::target_policy(&s);
+    let port = gateway_core::model::Port::new(18081).unwrap();
+    let err = policy.check("127.0.0.1", port).unwrap_err().to_string();
+    assert!(err.contains("own listener"), "{err}");
+    assert!(policy.check("127.0.0.1", gateway_core::model::Port::new(18082).unwrap()).is_ok());
+}

@@ -27,12 +27,18 @@ pub struct StatusServer {
     pub self_test_lock: Arc<tokio::sync::Mutex<()>>,
     /// The static routes admin API (`None`: no routes file configured).
     pub static_admin: Option<Arc<super::admin::StaticAdmin>>,
+    /// Host, Origin and operator-token checks in front of every route.
+    pub guard: Arc<super::guard::Guard>,
+    /// Gateway tokens (`None`: not configured).
+    pub gateway_tokens: Option<Arc<crate::gateway_tokens::TokenStore>>,
 }
 
 impl StatusServer {
     pub fn router(self) -> Router {
         let admin =
             super::admin::AdminState { static_admin: self.static_admin.clone(), status: self.status.clone() };
+        let guard = self.guard.clone();
+        let tokens = super::tokens::routes(self.gateway_tokens.clone());
         Router::new()
             .route("/", get(page))
             .route("/api/status", get(status_json))
@@ -42,6 +48,8 @@ impl StatusServer {
             .route("/readyz", get(ready))
             .with_state(self)
             .merge(super::admin::routes(admin))
+            .merge(tokens)
+            .layer(axum::middleware::from_fn_with_state(guard, super::guard::gate))
     }
 
     /// Binds and serves until the process ends. Binding errors are returned (a clear startup error).
@@ -55,6 +63,7 @@ impl StatusServer {
         let bound = listener.local_addr()?;
         let app = self.router();
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "status server stopped");
             }

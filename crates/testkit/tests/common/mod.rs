@@ -16,6 +16,9 @@ use gateway_testkit::process::ProcessGroup;
 use serde_json::{json, Value};
 use tokio::process::Command;
 
+/// The operator API's token in every test gateway (`operator_http` sends it).
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789abcdef";
+
 /// A port for a listener the test starts later. Binding port 0 and closing it would hand out an
 /// ephemeral port that any connection may take before the listener binds it; instead each port
 /// comes from a counter over a range below the ephemeral one (32768-60999), at most once per
@@ -109,6 +112,7 @@ impl Gateway {
             upstream: Default::default(),
             tcp_ports: None,
         };
+        std::fs::write(dir.path().join("operator.token"), format!("{OPERATOR_TOKEN}\n")).unwrap();
         let proxy = LocalProxy::start(
             Path::new("nginx"),
             dir.path(),
@@ -145,6 +149,7 @@ impl Gateway {
             ("ROUTER__WEBSERVER__SERVER_PORT", self.http_port.to_string()),
             ("ROUTER_PROXY_CONTROL_PORT", self.control_port.to_string()),
             ("ROUTER_STATUS_ADDRESS", format!("127.0.0.1:{}", self.status_port)),
+            ("ROUTER_OPERATOR_TOKEN_FILE", dir.join("operator.token").display().to_string()),
             ("CLEARML_API_HOST", self.emulator.url()),
             ("CLEARML_API_ACCESS_KEY", config.access_key),
             ("CLEARML_API_SECRET_KEY", config.secret_key),
@@ -373,6 +378,18 @@ impl FetchJson for reqwest::RequestBuilder {
 
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// A client of the operator API: sends `OPERATOR_TOKEN`.
+pub fn operator_http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {OPERATOR_TOKEN}").parse().unwrap());
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 pub async fn sample_app(name: &str) -> SocketAddr {
