@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
+use crate::retry::{api_severity, Backoff, ErrorPolicy};
 use clearml_api::{ApiError, ClearmlApi};
 use gateway_core::model::{RouteId, TaskId};
 use gateway_core::table::RouteTable;
@@ -109,12 +110,14 @@ pub fn merge(runtime: &mut Map<String, Value>, want: &Keys, ours: &Keys) -> bool
 }
 
 /// Remembers what was advertised so it can be retracted, across polls and router restarts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Advertiser {
     router_name: String,
     router_url: String,
     tcp_address: Option<String>,
     advertised: BTreeMap<TaskId, Keys>,
+    /// When each task whose write-back fails is tried again.
+    pub errors: ErrorPolicy,
 }
 
 /// What one sync did, for logs and tests.
@@ -131,6 +134,7 @@ impl Advertiser {
             router_url: router_url.to_owned(),
             tcp_address: tcp_address.map(str::to_owned),
             advertised: BTreeMap::new(),
+            errors: ErrorPolicy::new("write-back", Backoff::default()),
         }
     }
 
@@ -152,6 +156,7 @@ impl Advertiser {
     /// Brings every task's runtime in line with the live table. Only called after the proxy
     /// confirmed the table, so an advertised URL always works.
     pub async fn sync(&mut self, client: &impl ClearmlApi, table: &RouteTable) -> SyncReport {
+        let now = std::time::Instant::now();
         let mut desired = desired_keys(&self.keys(), table);
         let tasks: BTreeSet<TaskId> = desired.keys().chain(self.advertised.keys()).cloned().collect();
         let mut writes = Vec::new();
@@ -166,7 +171,10 @@ impl Advertiser {
                     continue;
                 }
             }
-            writes.push((task, want, ours));
+            // A task whose write-back fails waits for its backoff; the others go on.
+            if self.errors.ready(task.as_str(), now) {
+                writes.push((task, want, ours));
+            }
         }
         // Independent tasks are written concurrently (a router starting on many tasks).
         let results: Vec<_> = futures_util::stream::iter(writes)
@@ -184,13 +192,31 @@ impl Advertiser {
                     if wrote {
                         report.written.push(task.clone());
                     }
+                    self.errors.succeeded(task.as_str(), now);
                     self.record(&task, want);
                 }
                 Err(e) if is_missing_task(&e) => {
+                    self.errors.forget(task.as_str());
                     self.advertised.remove(&task);
                 }
-                Err(e) => report.failed.push((task, e.to_string())),
+                Err(e) => {
+                    self.errors.failed(task.as_str(), e.to_string(), api_severity(&e), now);
+                    report.failed.push((task, e.to_string()));
+                }
             }
+        }
+        // Tasks neither wanted nor advertised any more have nothing left to retry.
+        let gone: Vec<String> = self
+            .errors
+            .keys()
+            .filter(|t| {
+                !self.advertised.keys().any(|a| a.as_str() == t.as_str())
+                    && !table.runtimes.keys().any(|r| r.as_str() == t.as_str())
+            })
+            .cloned()
+            .collect();
+        for t in gone {
+            self.errors.forget(&t);
         }
         report.written.sort();
         report

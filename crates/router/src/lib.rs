@@ -11,6 +11,7 @@ pub mod app;
 pub mod apply;
 pub mod config;
 pub mod dry_run;
+pub mod retry;
 pub mod router;
 pub mod selftest;
 pub mod static_files;

@@ -10,6 +10,7 @@ use crate::apply::probe::{ProxyControl, ProxyProbe};
 use crate::apply::reloader::Reloader;
 use crate::apply::{Applier, ApplyOutcome};
 use crate::config::{env, queue_pattern_regex, QueueFilter, Settings};
+use crate::retry::{api_severity, Backoff, ErrorPolicy, Severity};
 use clearml_api::{ApiError, ClearmlApi, ClearmlClient, TaskQuery, TaskWatch};
 use std::collections::BTreeMap;
 
@@ -20,7 +21,7 @@ use gateway_core::model::{Port, RouteId, TargetPolicy, TaskId};
 use gateway_core::routes_file::table_from_routes_file;
 use gateway_core::snapshot::Snapshot;
 use gateway_core::static_routes::{Groups, RouteName, StaticRoute};
-use gateway_core::table::RouteTable;
+use gateway_core::table::{RouteTable, TcpRoute};
 use gateway_core::task::RouterIdentity;
 use gateway_core::tcp_ports::TcpPlan;
 
@@ -33,6 +34,11 @@ const FULL_POLL_PERIOD: Duration = Duration::from_secs(60);
 /// How far before the newest `last_update` seen a change poll looks: writes that the server
 /// stamped earlier but made visible later are still seen.
 const CHANGE_POLL_LOOK_BACK: Duration = Duration::from_secs(2);
+
+/// Error policy keys: the ClearML poll, the structural part of an apply, the proxy reload.
+const POLL: &str = "poll";
+const STRUCTURE: &str = "structure";
+const RELOAD: &str = "reload";
 
 fn full_poll_every(poll_interval: Duration) -> u32 {
     (FULL_POLL_PERIOD.as_secs_f64() / poll_interval.as_secs_f64().max(0.001)).ceil() as u32
@@ -49,7 +55,11 @@ pub struct RouterLoop<R: Reloader, C: ClearmlApi = ClearmlClient, P: ProxyContro
     queues: Option<(Instant, Vec<String>)>,
     /// The tasks asking for endpoints, kept current by polls that fetch only changes.
     tasks: TaskWatch,
-    last_poll_error: Option<String>,
+    /// Backoff for the ClearML poll (which logs in) and for applies ("structure", "reload").
+    clearml_errors: ErrorPolicy,
+    apply_errors: ErrorPolicy,
+    /// The TCP routes the proxy serves now: the structure kept while a structural change is parked.
+    live_tcp: Option<BTreeMap<RouteId, TcpRoute>>,
     last_refusals: BTreeSet<String>,
     status: SharedStatus,
     static_routes: StaticInputs,
@@ -185,11 +195,21 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             policy,
             tcp,
             queues: None,
-            last_poll_error: None,
+            clearml_errors: ErrorPolicy::new("clearml", Backoff::default()),
+            apply_errors: ErrorPolicy::new("apply", Backoff::default()),
+            live_tcp: None,
             last_refusals: BTreeSet::new(),
             status,
             static_routes,
         }
+    }
+
+    /// Replaces the backoff of every error policy (tests use zero delays).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.clearml_errors = ErrorPolicy::new("clearml", backoff);
+        self.apply_errors = ErrorPolicy::new("apply", backoff);
+        self.advertiser.errors = ErrorPolicy::new("write-back", backoff);
+        self
     }
 
     /// What the status server shows; updated by every tick.
@@ -258,20 +278,25 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
 
     /// One poll-apply-advertise round.
     pub async fn tick(&mut self) {
+        self.round().await;
+        let policies = [&self.clearml_errors, &self.apply_errors, &self.advertiser.errors];
+        self.status.errors(&policies);
+    }
+
+    async fn round(&mut self) {
+        let now = Instant::now();
+        if !self.clearml_errors.ready(POLL, now) {
+            return;
+        }
         let snapshot = match self.poll().await {
             Ok(snapshot) => {
-                if self.last_poll_error.take().is_some() {
-                    tracing::info!("ClearML polling recovered");
-                }
+                self.clearml_errors.succeeded(POLL, Instant::now());
                 self.status.poll_succeeded();
                 snapshot
             }
             Err(e) => {
                 let message = e.to_string();
-                if self.last_poll_error.as_ref() != Some(&message) {
-                    tracing::warn!(error = %message, "ClearML poll failed; the last good routes keep serving");
-                    self.last_poll_error = Some(message.clone());
-                }
+                self.clearml_errors.failed(POLL, message.clone(), api_severity(&e), Instant::now());
                 self.status.poll_failed(message);
                 return;
             }
@@ -284,8 +309,43 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
         self.static_routes.attach(&self.settings, &mut table);
         self.status.static_errors(self.static_routes.errors());
         self.log_refusals(&table);
+        // A failed reload waits for its backoff. A parked structural change does not hold back
+        // data: the table goes out on the last good structure (the TCP listeners are the only
+        // part of the table that is structure).
+        if !self.apply_errors.ready(RELOAD, now) {
+            return;
+        }
+        let mut full = self.apply_errors.ready(STRUCTURE, now);
+        loop {
+            if !full {
+                match &self.live_tcp {
+                    Some(tcp) => table.tcp = tcp.clone(),
+                    None => return,
+                }
+            }
+            match self.apply(&table, full).await {
+                Ok(()) => break,
+                // Parked: the same tick still applies the data on the last good structure.
+                Err(key) if full && key == STRUCTURE => full = false,
+                Err(_) => return,
+            }
+        }
+        self.live_tcp = Some(table.tcp.clone());
+        self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
+        // Applied: these ports are the ones to keep from now on.
+        self.tcp.previous = table.tcp_ports();
+        self.static_routes.incumbents = table.static_incumbents();
+        let report = self.advertiser.sync(&self.client, &table).await;
+        for task in &report.written {
+            tracing::info!(task = %task, "endpoint keys updated on the task");
+        }
+    }
+
+    /// Applies `table`, recording the outcome with the error policy; on failure returns the policy
+    /// key that failed.
+    async fn apply(&mut self, table: &RouteTable, full: bool) -> Result<(), &'static str> {
         let started = Instant::now();
-        let result = self.applier.apply(&table).await;
+        let result = self.applier.apply(table).await;
         let took = started.elapsed();
         let good = self.applier.last_good();
         let mut record = ApplyRecord {
@@ -297,40 +357,38 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             reloads: self.applier.reloads(),
         };
         match result {
-            Ok(ApplyOutcome::Unchanged) => {}
             Ok(outcome) => {
-                tracing::info!(
-                    ?outcome,
-                    routes = table.http.len(),
-                    tcp = table.tcp.len(),
-                    reloads = self.applier.reloads(),
-                    "applied"
-                );
-                record.outcome = match outcome {
-                    ApplyOutcome::RoutesUpdated => "routes updated (no reload)",
-                    ApplyOutcome::ConfigApplied { reloaded: true } => "config applied (reloaded)",
-                    _ => "config applied",
-                };
-                self.status.applied(record);
+                if full {
+                    self.apply_errors.succeeded(STRUCTURE, Instant::now());
+                }
+                self.apply_errors.succeeded(RELOAD, Instant::now());
+                if outcome != ApplyOutcome::Unchanged {
+                    tracing::info!(
+                        ?outcome,
+                        routes = table.http.len(),
+                        tcp = table.tcp.len(),
+                        reloads = self.applier.reloads(),
+                        structure_parked = !full,
+                        "applied"
+                    );
+                    record.outcome = match outcome {
+                        ApplyOutcome::RoutesUpdated => "routes updated (no reload)",
+                        ApplyOutcome::ConfigApplied { reloaded: true } => "config applied (reloaded)",
+                        _ => "config applied",
+                    };
+                    self.status.applied(record);
+                }
+                Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "apply failed");
+                let key = if e.is_reload() { RELOAD } else { STRUCTURE };
+                let severity = if e.is_permanent() { Severity::Permanent } else { Severity::Transient };
+                self.apply_errors.failed(key, e.to_string(), severity, Instant::now());
                 record.outcome = "failed";
                 record.error = Some(e.to_string());
                 self.status.applied(record);
-                return;
+                Err(key)
             }
-        }
-        self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
-        // Applied: these ports are the ones to keep from now on.
-        self.tcp.previous = table.tcp_ports();
-        self.static_routes.incumbents = table.static_incumbents();
-        let report = self.advertiser.sync(&self.client, &table).await;
-        for task in &report.written {
-            tracing::info!(task = %task, "endpoint keys updated on the task");
-        }
-        for (task, error) in &report.failed {
-            tracing::warn!(task = %task, %error, "could not update endpoint keys; will retry");
         }
     }
 

@@ -98,6 +98,18 @@ pub enum ApplyError {
     Io(anyhow::Error),
 }
 
+impl ApplyError {
+    /// The proxy did not take a config (not reachable, or did not confirm): retried as a reload.
+    pub fn is_reload(&self) -> bool {
+        matches!(self, ApplyError::ProxyDown(_) | ApplyError::NotConfirmed(_))
+    }
+
+    /// The same input fails the same way until someone changes it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ApplyError::Invalid(_) | ApplyError::Render(_))
+    }
+}
+
 /// Generic over the proxy's control listener so that tests can stand in for the proxy.
 pub struct Applier<R: Reloader, P: ProxyControl = ProxyProbe> {
     pub layout: Layout,
@@ -260,7 +272,12 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
         }
         self.reloads += 1;
         if let Err(e) = self.reloader.reload().await {
-            // No proxy to signal: the validated files stay and are picked up when it starts.
+            // No proxy to signal. Over an earlier config the unconfirmed files go (a restart
+            // loads the old one and the next attempt re-applies); on an empty folder the
+            // validated files stay so that the proxy has something to start with.
+            if previous.iter().all(Option::is_some) {
+                self.restore(rendered, &previous);
+            }
             return Err(ApplyError::ProxyDown(e));
         }
         let want_hash = rendered.config_hash.clone();
