@@ -155,9 +155,11 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     out
 }
 
+type CountOf = fn(&super::state::ErrorCounts) -> u64;
+
 /// The error policy's figures: things failing now, failed attempts, attempts held back by backoff.
 fn error_policy(out: &mut String, c: &Counters) {
-    let rows: [(&str, &str, &str, fn(&super::state::ErrorCounts) -> u64); 4] = [
+    let rows: [(&str, &str, &str, CountOf); 4] = [
         ("clearml_gateway_failing", "gauge", "Things failing now, by kind.", |e| e.failing as u64),
         ("clearml_gateway_failures_total", "counter", "Failed attempts, by kind.", |e| e.failures_total),
         ("clearml_gateway_deferred_total", "counter", "Attempts held back by backoff, by kind.", |e| {
