@@ -14,5 +14,6 @@ pub mod dry_run;
 pub mod retry;
 pub mod router;
 pub mod selftest;
+pub mod startup;
 pub mod static_files;
 pub mod status;

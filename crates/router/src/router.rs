@@ -160,7 +160,7 @@ impl<R: Reloader, P: ProxyControl> RouterLoop<R, ClearmlClient, P> {
 
 impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
     pub fn new(settings: Settings, client: C, applier: Applier<R, P>) -> Self {
-        let mut advertiser = Advertiser::new(
+        let advertiser = Advertiser::new(
             &settings.router_name,
             &settings.router_url,
             settings.tcp.router_address.as_deref(),
@@ -170,6 +170,8 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             Ok(Some(bytes)) => table_from_routes_file(&bytes),
             _ => RouteTable::default(),
         };
+        let mut advertiser =
+            advertiser.with_journal(settings.proxy.state_dir.join(crate::advertise::journal::FILE));
         advertiser.assume_advertised(&left_on_disk);
         let mut static_routes = StaticInputs::new(&settings);
         static_routes.incumbents = left_on_disk.static_incumbents();

@@ -137,6 +137,14 @@ fn settings(extra: &[(&str, &str)]) -> Settings {
 const NO_DELAY: Backoff =
     Backoff { transient_first: Duration::ZERO, permanent_first: Duration::ZERO, cap: Duration::ZERO };
 
+/// Settings whose journal lives in `dir`.
+fn settings_in(dir: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
+    let state = dir.display().to_string();
+    let all: Vec<(&str, &str)> =
+        extra.iter().copied().chain([("ROUTER_STATE_DIR", state.as_str())]).collect();
+    settings(&all)
+}
+
 struct Bench {
     dir: tempfile::TempDir,
     journal: Journal,
@@ -152,7 +160,8 @@ impl Bench {
         let journal = Journal::default();
         let (applier, proxy, validator) = fakes::applier(dir.path(), &journal);
         let clearml = FakeClearml { journal: journal.clone(), ..Default::default() };
-        let router = RouterLoop::new(settings(extra), clearml.clone(), applier).with_backoff(NO_DELAY);
+        let router =
+            RouterLoop::new(settings_in(dir.path(), extra), clearml.clone(), applier).with_backoff(NO_DELAY);
         Self { dir, journal, clearml, proxy, validator, router }
     }
 
@@ -292,10 +301,11 @@ async fn a_restarted_router_takes_back_what_its_previous_run_advertised() {
 
     // A new router on the same files, and a proxy that restarted with them.
     let (applier, proxy, _) = fakes::applier(b.dir.path(), &b.journal);
-    b.router = RouterLoop::new(settings(&[]), b.clearml.clone(), applier);
+    b.router =
+        RouterLoop::new(settings_in(b.dir.path(), &[]), b.clearml.clone(), applier).with_backoff(NO_DELAY);
     b.proxy = proxy;
     let asked = b.tick().await;
-    assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"));
+    assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"), "{asked:?}");
     assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
 }
 
@@ -341,4 +351,29 @@ async fn a_structural_change_that_fails_validation_is_parked_while_data_changes_
         .failing
         .iter()
         .any(|f| f.what == "apply structure" && f.error.contains("unknown directive")));
+}
+
+#[tokio::test]
+async fn keys_a_killed_run_did_not_take_back_are_found_in_its_journal() {
+    let (mut b, _) = routing_t1().await;
+    // t1 stops: its route goes from routes.json, but taking its keys back fails, and the router
+    // is killed before it tries again.
+    b.clearml.with(|s| {
+        s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped");
+        s.edits_to_fail = 1;
+    });
+    b.tick().await;
+    assert!(endpoint(&b.clearml.runtime("t1")).is_some());
+    let routes = std::fs::read_to_string(b.routes_file()).unwrap();
+    assert!(!routes.contains("t1"), "routes.json no longer tells of t1");
+
+    let (applier, proxy, _) = fakes::applier(b.dir.path(), &b.journal);
+    b.router =
+        RouterLoop::new(settings_in(b.dir.path(), &[]), b.clearml.clone(), applier).with_backoff(NO_DELAY);
+    b.proxy = proxy;
+    let asked = b.tick().await;
+    assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"), "{asked:?}");
+    assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
+    let journal = std::fs::read_to_string(b.dir.path().join(crate::advertise::journal::FILE)).unwrap();
+    assert_eq!(journal, "{}", "nothing left to take back");
 }
