@@ -240,6 +240,7 @@ impl Advertiser {
             tracing::error!(error = %format!("{e:#}"), "cannot write the journal of published endpoints; nothing written to tasks");
             return SyncReport::default();
         }
+        crate::startup::crash_point("before-write-back");
         // Independent tasks are written concurrently (a router starting on many tasks).
         let results: Vec<_> = futures_util::stream::iter(writes)
             .map(|(task, want, ours)| async move {

@@ -106,6 +106,19 @@ pub fn remove_leftovers(dirs: &[&Path], staging_parent: &Path, docker_staging: &
     removed
 }
 
+/// Test hook: the point where `CLEARML_ROUTER_TEST_KILL_AT` (read once, outside the settings: it
+/// is no setting) asks the router to kill itself with SIGKILL, so that crash tests hit an exact
+/// moment. Points: `before-write-back` (routes live and journal written, tasks not yet edited).
+pub fn crash_point(name: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("CLEARML_ROUTER_TEST_KILL_AT").ok());
+    if at.as_deref() == Some(name) {
+        tracing::warn!(point = name, "test hook: killing the router (SIGKILL)");
+        // SAFETY: raise has no memory preconditions; SIGKILL ends the process here.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
