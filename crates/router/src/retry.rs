@@ -45,7 +45,8 @@ impl Backoff {
             Severity::Permanent => self.permanent_first,
         };
         let exp = failures.saturating_sub(1).min(20);
-        let full = first.saturating_mul(1u32 << exp).min(self.cap);
+        // A first delay above the cap is kept as it is (a permanent error never comes sooner).
+        let full = first.saturating_mul(1u32 << exp).min(self.cap.max(first));
         let jitter = rand::thread_rng().gen_range(0.0..0.25);
         full.mul_f64(1.0 - jitter)
     }
@@ -84,6 +85,8 @@ pub struct ErrorPolicy {
     /// Attempts not made because the thing was backing off.
     pub deferred_total: u64,
     pub recoveries_total: u64,
+    /// Log messages when a thing starts failing and when it recovers.
+    messages: (&'static str, &'static str),
 }
 
 impl ErrorPolicy {
@@ -95,7 +98,14 @@ impl ErrorPolicy {
             failures_total: 0,
             deferred_total: 0,
             recoveries_total: 0,
+            messages: ("failing; backing off", "recovered"),
         }
+    }
+
+    /// Logs `failing` and `recovered` instead of the generic lines.
+    pub fn with_messages(mut self, failing: &'static str, recovered: &'static str) -> Self {
+        self.messages = (failing, recovered);
+        self
     }
 
     /// Whether `key` may be tried now (not failing, or its backoff has run out). Counts a deferral.
@@ -129,7 +139,8 @@ impl ErrorPolicy {
                 error = %error,
                 permanent = severity == Severity::Permanent,
                 retry_in_s = delay.as_secs_f64(),
-                "failing; backing off"
+                "{}",
+                self.messages.0
             );
             f.error = error;
         }
@@ -145,7 +156,8 @@ impl ErrorPolicy {
                 what = key,
                 failures = f.failures,
                 failed_for_s = now.duration_since(f.since).as_secs_f64(),
-                "recovered"
+                "{}",
+                self.messages.1
             );
         }
     }

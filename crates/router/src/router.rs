@@ -40,6 +40,19 @@ const POLL: &str = "poll";
 const STRUCTURE: &str = "structure";
 const RELOAD: &str = "reload";
 
+/// The poll is what notices ClearML is back: short first retries and a low cap. A refused login
+/// is retried every 10 s.
+const POLL_BACKOFF: Backoff = Backoff {
+    transient_first: Duration::from_millis(250),
+    permanent_first: Duration::from_secs(10),
+    cap: Duration::from_secs(5),
+};
+
+fn clearml_policy(backoff: Backoff) -> ErrorPolicy {
+    ErrorPolicy::new("clearml", backoff)
+        .with_messages("ClearML poll failed; the last good routes keep serving", "ClearML polling recovered")
+}
+
 fn full_poll_every(poll_interval: Duration) -> u32 {
     (FULL_POLL_PERIOD.as_secs_f64() / poll_interval.as_secs_f64().max(0.001)).ceil() as u32
 }
@@ -197,7 +210,7 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             policy,
             tcp,
             queues: None,
-            clearml_errors: ErrorPolicy::new("clearml", Backoff::default()),
+            clearml_errors: clearml_policy(POLL_BACKOFF),
             apply_errors: ErrorPolicy::new("apply", Backoff::default()),
             live_tcp: None,
             last_refusals: BTreeSet::new(),
@@ -208,7 +221,7 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
 
     /// Replaces the backoff of every error policy (tests use zero delays).
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.clearml_errors = ErrorPolicy::new("clearml", backoff);
+        self.clearml_errors = clearml_policy(backoff);
         self.apply_errors = ErrorPolicy::new("apply", backoff);
         self.advertiser.errors = ErrorPolicy::new("write-back", backoff);
         self
