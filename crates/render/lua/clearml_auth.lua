@@ -194,8 +194,10 @@ function _M.token_exp(token)
     return type(claims) == "table" and tonumber(claims.exp) or nil
 end
 
--- How long a background re-check may run before another request may start one.
+-- How long a background re-check may run before another request may start one, and how long
+-- after a failed one the next may start.
 local RECHECK_LOCK_SECONDS = 10
+local RECHECK_RETRY_SECONDS = 1
 
 -- Stores a decision; a confirmed login is kept stale_ttl at most, never past `exp`.
 local function remember(key, identity, reason, exp, now)
@@ -231,8 +233,9 @@ function _M.recheck(premature, token, key)
         reason, kind = body, "unavailable"
     end
     if kind == "unavailable" then
-        -- The lock stays until it expires: one re-check per token per lock period while ClearML fails.
+        -- The next re-check may start a little later: one per token per second while ClearML fails.
         ngx.log(ngx.WARN, "clearml auth: background re-check failed (", reason, "); the confirmed login stays")
+        cache:set("lock:" .. key, true, RECHECK_RETRY_SECONDS)
         return
     end
     remember(key, identity, reason, _M.token_exp(token), ngx.now())
