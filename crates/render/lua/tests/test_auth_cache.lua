@@ -73,6 +73,15 @@ local function reset()
     subrequests, timers = 0, {}
 end
 
+-- A fresh login for a token valid `ttl` seconds, confirmed by ClearML, then `later` seconds pass.
+local function confirmed(ttl, later)
+    reset()
+    local token = login.token(login.user("u1", "a"), ttl)
+    t.eq(request(token), 200)
+    now = now + later
+    return token
+end
+
 t.test("classify: only 401 with an invalid-token subcode is a refusal", function()
     for _, subcode in ipairs({ 20, 22, 30, 31 }) do
         t.eq(select(3, auth.classify(answer(401, subcode))), "invalid", "subcode " .. subcode)
@@ -89,10 +98,7 @@ t.test("token_exp reads the claim without verifying it", function()
 end)
 
 t.test("a cached decision never outlives the token's exp", function()
-    reset()
-    local token = login.token(login.user("u1", "a"), 10)
-    t.eq(request(token), 200)
-    now = now + 9
+    local token = confirmed(10, 9)
     t.eq(request(token), 200)
     t.eq(subrequests, 1, "served from the cache before exp")
     now = now + 2
@@ -103,10 +109,7 @@ t.test("a cached decision never outlives the token's exp", function()
 end)
 
 t.test("stale: served at once, one background re-check per token, a hang slows nobody", function()
-    reset()
-    local token = login.token(login.user("u1", "a"), 3600)
-    t.eq(request(token), 200)
-    now = now + 61
+    local token = confirmed(3600, 61)
     clearml.hang = true
     for _ = 1, 5 do
         t.eq(request(token), 200)
@@ -126,20 +129,14 @@ t.test("stale: served at once, one background re-check per token, a hang slows n
 end)
 
 t.test("stale serving is bounded by stale_ttl", function()
-    reset()
-    local token = login.token(login.user("u1", "a"), 36000)
-    t.eq(request(token), 200)
+    local token = confirmed(36000, 601)
     clearml.status = 503
-    now = now + 601
     t.eq(request(token), 503, "past stale_ttl the login is checked again (and ClearML is down)")
 end)
 
 t.test("only an invalid-token answer ends a confirmed login", function()
     for _, case in ipairs({ { 500, 0, 200 }, { 401, 0, 200 }, { 401, 30, 401 }, { 401, 22, 401 } }) do
-        reset()
-        local token = login.token(login.user("u1", "a"), 3600)
-        t.eq(request(token), 200)
-        now = now + 61
+        local token = confirmed(3600, 61)
         clearml.status, clearml.subcode = case[1], case[2]
         t.eq(request(token), 200, "stale is served while the re-check runs")
         run_timers()

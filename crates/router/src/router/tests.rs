@@ -171,6 +171,18 @@ impl Bench {
         self.journal.take()
     }
 
+    /// A new router on the same files, and a proxy that restarted with them: its first tick
+    /// takes t1's keys back.
+    async fn restart_and_expect_t1_taken_back(&mut self) {
+        let (applier, proxy, _) = fakes::applier(self.dir.path(), &self.journal);
+        self.router = RouterLoop::new(settings_in(self.dir.path(), &[]), self.clearml.clone(), applier)
+            .with_backoff(NO_DELAY);
+        self.proxy = proxy;
+        let asked = self.tick().await;
+        assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"), "{asked:?}");
+        assert_eq!(endpoint(&self.clearml.runtime("t1")), None);
+    }
+
     fn routes_file(&self) -> PathBuf {
         self.dir.path().join("lua").join(gateway_render::ROUTES_FILE)
     }
@@ -299,14 +311,7 @@ async fn a_restarted_router_takes_back_what_its_previous_run_advertised() {
     let (mut b, _) = routing_t1().await;
     b.clearml.with(|s| s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped"));
 
-    // A new router on the same files, and a proxy that restarted with them.
-    let (applier, proxy, _) = fakes::applier(b.dir.path(), &b.journal);
-    b.router =
-        RouterLoop::new(settings_in(b.dir.path(), &[]), b.clearml.clone(), applier).with_backoff(NO_DELAY);
-    b.proxy = proxy;
-    let asked = b.tick().await;
-    assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"), "{asked:?}");
-    assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
+    b.restart_and_expect_t1_taken_back().await;
 }
 
 #[tokio::test]
@@ -367,13 +372,7 @@ async fn keys_a_killed_run_did_not_take_back_are_found_in_its_journal() {
     let routes = std::fs::read_to_string(b.routes_file()).unwrap();
     assert!(!routes.contains("t1"), "routes.json no longer tells of t1");
 
-    let (applier, proxy, _) = fakes::applier(b.dir.path(), &b.journal);
-    b.router =
-        RouterLoop::new(settings_in(b.dir.path(), &[]), b.clearml.clone(), applier).with_backoff(NO_DELAY);
-    b.proxy = proxy;
-    let asked = b.tick().await;
-    assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"), "{asked:?}");
-    assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
+    b.restart_and_expect_t1_taken_back().await;
     let journal = std::fs::read_to_string(b.dir.path().join(crate::advertise::journal::FILE)).unwrap();
     assert_eq!(journal, "{}", "nothing left to take back");
 }
