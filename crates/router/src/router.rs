@@ -1,6 +1,6 @@
 //! The router's main loop: poll ClearML, build the route table, apply it to the proxy, then
 //! advertise the live endpoints back to the tasks. A failed poll or apply keeps the last good
-//! routes serving; the next tick tries again.
+//! routes serving; the error policy (`retry`) says when it is tried again.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
