@@ -27,6 +27,7 @@ pub const ROUTER_POLL_INTERVAL_SECONDS: &str = "ROUTER_POLL_INTERVAL_SECONDS";
 pub const ROUTER_CLEARML_TIMEOUT_SECONDS: &str = "ROUTER_CLEARML_TIMEOUT_SECONDS";
 pub const ROUTER_CONF_DIR: &str = "ROUTER_CONF_DIR";
 pub const ROUTER_LUA_DIR: &str = "ROUTER_LUA_DIR";
+pub const ROUTER_STATE_DIR: &str = "ROUTER_STATE_DIR";
 pub const ROUTER_PROXY_CONTROL_PORT: &str = "ROUTER_PROXY_CONTROL_PORT";
 pub const ROUTER_NGINX_PID_FILE: &str = "ROUTER_NGINX_PID_FILE";
 pub const ROUTER_NGINX_BIN: &str = "ROUTER_NGINX_BIN";
@@ -64,7 +65,7 @@ pub const ROUTER_GATEWAY_TOKENS_FILE: &str = "ROUTER_GATEWAY_TOKENS_FILE";
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
 /// Every variable the router's settings read; the rest of the environment is never read.
-pub const ALL: [&str; 42] = [
+pub const ALL: [&str; 43] = [
     ROUTER_NAME,
     ROUTER_URL,
     SERVER_PORT,
@@ -90,6 +91,7 @@ pub const ALL: [&str; 42] = [
     ROUTER_CLEARML_TIMEOUT_SECONDS,
     ROUTER_CONF_DIR,
     ROUTER_LUA_DIR,
+    ROUTER_STATE_DIR,
     ROUTER_PROXY_CONTROL_PORT,
     ROUTER_NGINX_PID_FILE,
     ROUTER_NGINX_BIN,

@@ -9,7 +9,7 @@
 -- an internal subrequest), so logouts are seen. Local mode (the server's token secret is
 -- configured): HS256 signature and `exp` are checked here, with no network per request, but a
 -- logout is not seen until the token expires. Decisions are cached in a shared dict keyed by a
--- hash of the token; a stale positive decision is still honoured while ClearML is unreachable.
+-- hash of the token (see "Decisions" below for how long and what a stale one does).
 -- The task never sees ClearML credentials, whatever the route and even with authentication off:
 -- `strip_credentials` removes the login cookie, the gateway header and a ClearML Bearer token; the
 -- verified identity is passed in headers the proxy sets itself. Failed logins are limited per
@@ -85,19 +85,21 @@ end
 ---------------------------------------------------------------------------------------------
 -- Remote mode: ask ClearML who this token belongs to.
 
--- Returns identity; or nil, reason, "invalid" | "unavailable".
-local function verify_remotely(token)
-    local res = ngx.location.capture("/__clearml_auth/validate", {
-        method = ngx.HTTP_POST,
-        vars = { clearml_auth_token = token },
-    })
-    if res.status == 401 or res.status == 403 then
+-- ClearML's 401 subcodes that say the token itself is bad (no credentials, invalid credentials,
+-- invalid token, blocked token). Any other failure says nothing about the token.
+local INVALID_SUBCODES = { [20] = true, [22] = true, [30] = true, [31] = true }
+
+-- An answer of users.get_current_user as a decision: identity; or nil, reason, kind
+-- ("invalid": the token is bad; "unavailable": ClearML did not say).
+function _M.classify(status, body)
+    local doc = cjson.decode(body or "")
+    local meta = type(doc) == "table" and type(doc.meta) == "table" and doc.meta or {}
+    if status == 401 and INVALID_SUBCODES[tonumber(meta.result_subcode)] then
         return nil, "ClearML refused the token", "invalid"
     end
-    if res.status ~= 200 then
-        return nil, "ClearML answered " .. tostring(res.status), "unavailable"
+    if status ~= 200 then
+        return nil, "ClearML answered " .. tostring(status), "unavailable"
     end
-    local doc = cjson.decode(res.body or "")
     local user = type(doc) == "table" and type(doc.data) == "table" and doc.data.user
     if type(user) ~= "table" then
         return nil, "unexpected answer from ClearML", "unavailable"
@@ -109,7 +111,76 @@ local function verify_remotely(token)
     return { user = _M.header_safe(user.id), name = _M.header_safe(user.name), company = _M.header_safe(company) }
 end
 
+-- In a request: an internal subrequest (the proxy's own TLS and timeouts, see the template).
+local function verify_remotely(token)
+    local res = ngx.location.capture("/__clearml_auth/validate", {
+        method = ngx.HTTP_POST,
+        vars = { clearml_auth_token = token },
+    })
+    return _M.classify(res.status, res.body)
+end
+
+-- The body of a chunked HTTP/1.1 answer.
+local function dechunk(raw)
+    local out, pos = {}, 1
+    while true do
+        local size_end = raw:find("\r\n", pos, true)
+        local size = size_end and tonumber(raw:sub(pos, size_end - 1):match("^%x+"), 16)
+        if not size or size == 0 then
+            return table.concat(out)
+        end
+        out[#out + 1] = raw:sub(size_end + 2, size_end + 1 + size)
+        pos = size_end + 4 + size
+    end
+end
+
+-- Outside a request (a timer cannot make subrequests): one HTTP/1.1 call on a cosocket.
+-- Returns status, body; or nil and the error.
+function _M.call_by_socket(api_url, token)
+    local scheme, host, port, prefix = (api_url or ""):match("^(https?)://([^/:]+):?(%d*)(.*)$")
+    if not scheme then
+        return nil, "no ClearML API URL"
+    end
+    port = tonumber(port) or (scheme == "https" and 443 or 80)
+    local sock = ngx.socket.tcp()
+    sock:settimeouts(3000, 5000, 5000)
+    local ok, err = sock:connect(host, port)
+    if ok and scheme == "https" then
+        ok, err = sock:sslhandshake(nil, host, true)
+    end
+    if not ok then
+        sock:close()
+        return nil, err
+    end
+    local request = "POST " .. prefix:gsub("/+$", "") .. "/users.get_current_user HTTP/1.1\r\nHost: " .. host
+        .. "\r\nAuthorization: Bearer " .. token .. "\r\nContent-Type: application/json\r\nContent-Length: 2"
+        .. "\r\nConnection: close\r\n\r\n{}"
+    ok, err = sock:send(request)
+    local raw = ok and sock:receive("*a")
+    sock:close()
+    if not raw then
+        return nil, err or "no answer"
+    end
+    local head_end = raw:find("\r\n\r\n", 1, true)
+    local status = tonumber(raw:match("^HTTP/%d%.%d (%d%d%d)"))
+    if not head_end or not status then
+        return nil, "unreadable answer"
+    end
+    local head, body = raw:sub(1, head_end), raw:sub(head_end + 4)
+    if head:lower():find("transfer%-encoding:%s*chunked") then
+        body = dechunk(body)
+    end
+    return status, body
+end
+
 ---------------------------------------------------------------------------------------------
+-- Decisions, cached in the shared dict under a hash of the token:
+--   fresh (before fresh_until): served as is;
+--   confirmed and stale (until the entry expires, stale_ttl at most): served at once while one
+--     background re-check per token runs (a lock in the dict), so a slow ClearML slows nobody
+--     who is logged in;
+--   never past the token's own `exp`: the entry's lifetime is capped at it.
+-- Only an answer that says the token is invalid turns a confirmed login into a refusal.
 
 -- Failed logins: at most `failed_login_limit` per client address per `failed_login_window`
 -- seconds (then 429 without asking ClearML), so random tokens cannot flood ClearML or the cache.
@@ -143,11 +214,71 @@ local function cache_key(token)
     return "t:" .. ngx.encode_base64(ngx.sha1_bin(token))
 end
 
+-- The token's `exp` claim, read without verifying the signature: it only ever shortens a cache
+-- lifetime, so a forged value cannot extend access.
+function _M.token_exp(token)
+    local payload = token:match("^[^.]+%.([^.]+)%.")
+    local claims = payload and cjson.decode(jwt.b64url_decode(payload) or "")
+    return type(claims) == "table" and tonumber(claims.exp) or nil
+end
+
+-- How long a background re-check may run before another request may start one, and how long
+-- after a failed one the next may start.
+local RECHECK_LOCK_SECONDS = 10
+local RECHECK_RETRY_SECONDS = 1
+
+-- Stores a decision; a confirmed login is kept stale_ttl at most, never past `exp`.
+local function remember(key, identity, reason, exp, now)
+    local ttl = identity and settings.cache_ttl or settings.negative_ttl
+    local keep = identity and math.max(settings.stale_ttl or 0, ttl) or ttl
+    if exp then
+        ttl = math.min(ttl, exp - now)
+        keep = math.min(keep, exp - now)
+    end
+    -- Negative decisions take a bounded share of the dict (a flood of bad tokens evicts no login).
+    if keep > 0 and (identity or negative_slot()) then
+        cache:set(key, cjson.encode({
+            ok = identity ~= nil,
+            identity = identity,
+            reason = reason,
+            fresh_until = now + ttl,
+            expires_at = now + keep,
+        }), keep)
+    else
+        cache:delete(key)
+    end
+end
+
+-- Timer body: re-checks a confirmed login and updates the cache; "unavailable" changes nothing.
+function _M.recheck(premature, token, key)
+    if premature then
+        return
+    end
+    local status, body = _M.call_by_socket(settings.api_url, token)
+    local identity, reason, kind
+    if status then
+        identity, reason, kind = _M.classify(status, body)
+    else
+        reason, kind = body, "unavailable"
+    end
+    if kind == "unavailable" then
+        -- The next re-check may start a little later: one per token per second while ClearML fails.
+        ngx.log(ngx.WARN, "clearml auth: background re-check failed (", reason, "); the confirmed login stays")
+        cache:set("lock:" .. key, true, RECHECK_RETRY_SECONDS)
+        return
+    end
+    remember(key, identity, reason, _M.token_exp(token), ngx.now())
+    cache:delete("lock:" .. key)
+end
+
 -- Decision for a token: identity, or nil + reason + kind ("invalid" or "unavailable").
 local function decide(token)
     local key = cache_key(token)
     local now = ngx.now()
     local cached = cjson.decode(cache:get(key) or "")
+    if type(cached) == "table" and (cached.expires_at or math.huge) <= now then
+        cached = nil
+    end
     if type(cached) == "table" and cached.fresh_until > now then
         cache:incr("stat:hits", 1, 0)
         if cached.ok then
@@ -155,9 +286,16 @@ local function decide(token)
         end
         return nil, cached.reason, "invalid"
     end
-    if type(cached) == "table" and cached.ok and not cache:add("lock:" .. key, true, 5) then
-        -- Another request is already re-checking this login: use the known answer meanwhile
-        -- instead of sending every concurrent request to ClearML.
+    if type(cached) == "table" and cached.ok and settings.mode ~= "local" then
+        -- Stale but confirmed: answer now, re-check in the background (one at a time per token).
+        cache:incr("stat:hits", 1, 0)
+        if cache:add("lock:" .. key, true, RECHECK_LOCK_SECONDS) then
+            local ok, err = ngx.timer.at(0, _M.recheck, token, key)
+            if not ok then
+                cache:delete("lock:" .. key)
+                ngx.log(ngx.ERR, "clearml auth: cannot start a background re-check: ", err)
+            end
+        end
         return cached.identity
     end
     cache:incr("stat:misses", 1, 0)
@@ -169,30 +307,9 @@ local function decide(token)
         identity, reason, kind = verify_remotely(token)
     end
     if kind == "unavailable" then
-        cache:delete("lock:" .. key)
-        -- ClearML is down: a recently confirmed user keeps access; nobody new gets in.
-        if type(cached) == "table" and cached.ok then
-            ngx.log(ngx.WARN, "clearml auth: ", reason, "; using a stale decision for a known user")
-            return cached.identity
-        end
         return nil, reason, "unavailable"
     end
-    local ttl = identity and settings.cache_ttl or settings.negative_ttl
-    local keep = identity and settings.stale_ttl or ttl
-    if identity and identity.exp then
-        local left = identity.exp - now
-        ttl = math.min(ttl, left)
-        keep = math.min(keep, left)
-    end
-    if keep > 0 and (identity or negative_slot()) then
-        cache:set(key, cjson.encode({
-            ok = identity ~= nil,
-            identity = identity,
-            reason = reason,
-            fresh_until = now + ttl,
-        }), keep)
-    end
-    cache:delete("lock:" .. key)
+    remember(key, identity, reason, identity and identity.exp or _M.token_exp(token), now)
     if identity then
         return identity
     end

@@ -69,6 +69,8 @@ impl AuthLayout {
             cache_ttl: u32,
             negative_ttl: u32,
             stale_ttl: u32,
+            /// Background re-checks call ClearML directly (a timer cannot make subrequests).
+            api_url: &'a str,
         }
         let doc = Doc {
             enabled: self.enabled,
@@ -79,6 +81,7 @@ impl AuthLayout {
             cache_ttl: self.cache_ttl_seconds,
             negative_ttl: self.negative_ttl_seconds,
             stale_ttl: self.stale_ttl_seconds,
+            api_url: &self.api_url,
         };
         serde_json::to_vec_pretty(&doc).expect("auth settings serialize")
     }

@@ -3,10 +3,12 @@
 //! task, because the server merges nothing and the SDK writes the same dict.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
+use crate::retry::{api_severity, Backoff, ErrorPolicy};
 use clearml_api::{ApiError, ClearmlApi};
 use gateway_core::model::{RouteId, TaskId};
 use gateway_core::table::RouteTable;
@@ -17,7 +19,7 @@ const WRITE_CONCURRENCY: usize = 8;
 
 /// One runtime key the router wants on a task, and what it goes back to when the route is gone
 /// (`None`: the key is removed).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Want {
     pub value: Value,
     pub restore: Option<Value>,
@@ -109,12 +111,45 @@ pub fn merge(runtime: &mut Map<String, Value>, want: &Keys, ours: &Keys) -> bool
 }
 
 /// Remembers what was advertised so it can be retracted, across polls and router restarts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Advertiser {
     router_name: String,
     router_url: String,
     tcp_address: Option<String>,
     advertised: BTreeMap<TaskId, Keys>,
+    /// When each task whose write-back fails is tried again.
+    pub errors: ErrorPolicy,
+    /// Where every key that may be on a task is recorded before it is written (see [`journal`]).
+    journal: Option<PathBuf>,
+    /// `advertised` changed since the journal was last written.
+    journal_stale: bool,
+}
+
+/// The journal of published endpoint keys: task id -> keys the router may have written there.
+/// Written before each write-back and after it, so that whatever a run killed at any point
+/// published, the next run finds and takes back when no longer wanted.
+pub mod journal {
+    use super::*;
+
+    /// The journal's file name in `ROUTER_STATE_DIR` (a dot-file: the proxy never reads it).
+    pub const FILE: &str = ".clearml-router-published.json";
+
+    pub fn read(path: &Path) -> BTreeMap<TaskId, Keys> {
+        let Ok(Some(bytes)) = crate::apply::files::read_if_exists(path) else { return BTreeMap::new() };
+        let raw: BTreeMap<String, Keys> = match serde_json::from_slice(&bytes) {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "unreadable journal of published endpoints; ignored");
+                return BTreeMap::new();
+            }
+        };
+        raw.into_iter().filter_map(|(id, keys)| Some((TaskId::parse(&id).ok()?, keys))).collect()
+    }
+
+    pub fn write(path: &Path, published: &BTreeMap<TaskId, Keys>) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(published)?;
+        crate::apply::files::write_atomic_mode(path, &bytes, 0o600)
+    }
 }
 
 /// What one sync did, for logs and tests.
@@ -131,12 +166,36 @@ impl Advertiser {
             router_url: router_url.to_owned(),
             tcp_address: tcp_address.map(str::to_owned),
             advertised: BTreeMap::new(),
+            errors: ErrorPolicy::new("write-back", Backoff::default()),
+            journal: None,
+            journal_stale: false,
         }
+    }
+
+    /// Records published keys in `path`, and takes over what an earlier run recorded there.
+    pub fn with_journal(mut self, path: PathBuf) -> Self {
+        for (task, keys) in journal::read(&path) {
+            self.advertised.entry(task).or_default().extend(keys);
+        }
+        self.journal = Some(path);
+        self
+    }
+
+    /// Writes the journal: what is advertised, plus `pending` (about to be written).
+    fn write_journal(&self, pending: &[(TaskId, Keys, Keys)]) -> anyhow::Result<()> {
+        let Some(path) = &self.journal else { return Ok(()) };
+        let mut all = self.advertised.clone();
+        for (task, want, _) in pending {
+            all.entry(task.clone()).or_default().extend(want.iter().map(|(k, w)| (k.clone(), w.clone())));
+        }
+        journal::write(path, &all)
     }
 
     /// Seeds what a previous run advertised (from the routing table it left on disk).
     pub fn assume_advertised(&mut self, table: &RouteTable) {
-        self.advertised = desired_keys(&self.keys(), table);
+        for (task, keys) in desired_keys(&self.keys(), table) {
+            self.advertised.entry(task).or_default().extend(keys);
+        }
     }
 
     fn keys(&self) -> RouterIdentity<'_> {
@@ -152,6 +211,7 @@ impl Advertiser {
     /// Brings every task's runtime in line with the live table. Only called after the proxy
     /// confirmed the table, so an advertised URL always works.
     pub async fn sync(&mut self, client: &impl ClearmlApi, table: &RouteTable) -> SyncReport {
+        let now = std::time::Instant::now();
         let mut desired = desired_keys(&self.keys(), table);
         let tasks: BTreeSet<TaskId> = desired.keys().chain(self.advertised.keys()).cloned().collect();
         let mut writes = Vec::new();
@@ -166,8 +226,21 @@ impl Advertiser {
                     continue;
                 }
             }
-            writes.push((task, want, ours));
+            // A task whose write-back fails waits for its backoff; the others go on.
+            if self.errors.ready(task.as_str(), now) {
+                writes.push((task, want, ours));
+            }
         }
+        if writes.is_empty() {
+            self.flush_journal();
+            return SyncReport::default();
+        }
+        // Recorded before anything is written: a kill during the writes leaves keys it can find.
+        if let Err(e) = self.write_journal(&writes) {
+            tracing::error!(error = %format!("{e:#}"), "cannot write the journal of published endpoints; nothing written to tasks");
+            return SyncReport::default();
+        }
+        crate::startup::crash_point("before-write-back");
         // Independent tasks are written concurrently (a router starting on many tasks).
         let results: Vec<_> = futures_util::stream::iter(writes)
             .map(|(task, want, ours)| async move {
@@ -184,23 +257,60 @@ impl Advertiser {
                     if wrote {
                         report.written.push(task.clone());
                     }
+                    self.errors.succeeded(task.as_str(), now);
                     self.record(&task, want);
                 }
                 Err(e) if is_missing_task(&e) => {
+                    self.errors.forget(task.as_str());
                     self.advertised.remove(&task);
                 }
-                Err(e) => report.failed.push((task, e.to_string())),
+                Err(e) => {
+                    self.errors.failed(task.as_str(), e.to_string(), api_severity(&e), now);
+                    report.failed.push((task, e.to_string()));
+                }
             }
         }
+        // Tasks neither wanted nor advertised any more have nothing left to retry.
+        let gone: Vec<String> = self
+            .errors
+            .keys()
+            .filter(|t| {
+                !self.advertised.keys().any(|a| a.as_str() == t.as_str())
+                    && !table.runtimes.keys().any(|r| r.as_str() == t.as_str())
+            })
+            .cloned()
+            .collect();
+        for t in gone {
+            self.errors.forget(&t);
+        }
+        self.journal_stale = true;
+        self.flush_journal();
         report.written.sort();
         report
     }
 
     fn record(&mut self, task: &TaskId, want: Keys) {
-        if want.is_empty() {
-            self.advertised.remove(task);
+        let before = if want.is_empty() {
+            self.advertised.remove(task)
         } else {
-            self.advertised.insert(task.clone(), want);
+            self.advertised.insert(task.clone(), want.clone())
+        };
+        let unchanged = match before {
+            Some(old) => old == want,
+            None => want.is_empty(),
+        };
+        self.journal_stale |= !unchanged;
+    }
+
+    fn flush_journal(&mut self) {
+        if !self.journal_stale {
+            return;
+        }
+        match self.write_journal(&[]) {
+            Ok(()) => self.journal_stale = false,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot update the journal of published endpoints")
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::apply::validate::{ValidateConfig, Validator};
 use crate::apply::{AnyReloader, Applier};
 use crate::config::{env, ReloaderKind, Settings};
 use crate::router::RouterLoop;
+use crate::startup;
 use clearml_api::{ClearmlClient, Credentials};
 use gateway_render::{AuthLayout, Layout};
 
@@ -119,12 +120,7 @@ fn pid_file_is_live(path: &Path) -> bool {
     let Some(pid) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<i32>().ok()) else {
         return false;
     };
-    if pid <= 1 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists; kill has no memory preconditions.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    pid > 1 && crate::startup::alive(pid)
 }
 
 /// `name` runs here: an existing path, or found on `PATH`.
@@ -140,10 +136,20 @@ fn runnable(name: &Path) -> bool {
 /// [`choose_reloader`]). A Docker reloader whose socket is missing or not permitted is an error
 /// naming the fix.
 pub fn router(settings: Settings) -> anyhow::Result<RouterLoop<AnyReloader>> {
+    // Root only long enough to hand the shared folders to the unprivileged uid; every check and
+    // write below runs as that uid.
     crate::privileges::drop_root(&settings.proxy)?;
-    let (kind, reason) = choose_reloader(settings.proxy.reloader, host_facts(&settings));
+    startup::check_dirs(&settings)?;
     let proxy = &settings.proxy;
-    let local_staging = std::env::temp_dir().join(format!("clearml-router-staging-{}", std::process::id()));
+    let dirs = [proxy.conf_dir.as_path(), proxy.lua_dir.as_path(), proxy.state_dir.as_path()];
+    for path in
+        startup::remove_leftovers(&dirs, &std::env::temp_dir(), &proxy.conf_dir.join(STAGING_DIR_NAME))
+    {
+        tracing::info!(path = %path.display(), "removed a leftover of a previous run");
+    }
+    let (kind, reason) = choose_reloader(settings.proxy.reloader, host_facts(&settings));
+    let local_staging =
+        std::env::temp_dir().join(format!("{}{}", startup::STAGING_PREFIX, std::process::id()));
     let mut probe = ProxyProbe::new(proxy.control_port.get());
     let (reloader, validator, staging): (AnyReloader, Box<dyn ValidateConfig>, PathBuf) = match kind {
         ReloaderKind::Docker => {

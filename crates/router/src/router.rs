@@ -1,6 +1,6 @@
 //! The router's main loop: poll ClearML, build the route table, apply it to the proxy, then
 //! advertise the live endpoints back to the tasks. A failed poll or apply keeps the last good
-//! routes serving; the next tick tries again.
+//! routes serving; the error policy (`retry`) says when it is tried again.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use crate::apply::probe::{ProxyControl, ProxyProbe};
 use crate::apply::reloader::Reloader;
 use crate::apply::{Applier, ApplyOutcome};
 use crate::config::{env, queue_pattern_regex, QueueFilter, Settings};
+use crate::retry::{api_severity, Backoff, ErrorPolicy, Severity};
 use clearml_api::{ApiError, ClearmlApi, ClearmlClient, TaskQuery, TaskWatch};
 use std::collections::BTreeMap;
 
@@ -37,6 +38,24 @@ const FULL_POLL_PERIOD: Duration = Duration::from_secs(60);
 /// stamped earlier but made visible later are still seen.
 const CHANGE_POLL_LOOK_BACK: Duration = Duration::from_secs(2);
 
+/// Error policy keys: the ClearML poll, the structural part of an apply, the proxy reload.
+const POLL: &str = "poll";
+const STRUCTURE: &str = "structure";
+const RELOAD: &str = "reload";
+
+/// The poll is what notices ClearML is back: short first retries and a low cap. A refused login
+/// is retried every 10 s.
+const POLL_BACKOFF: Backoff = Backoff {
+    transient_first: Duration::from_millis(250),
+    permanent_first: Duration::from_secs(10),
+    cap: Duration::from_secs(5),
+};
+
+fn clearml_policy(backoff: Backoff) -> ErrorPolicy {
+    ErrorPolicy::new("clearml", backoff)
+        .with_messages("ClearML poll failed; the last good routes keep serving", "ClearML polling recovered")
+}
+
 fn full_poll_every(poll_interval: Duration) -> u32 {
     (FULL_POLL_PERIOD.as_secs_f64() / poll_interval.as_secs_f64().max(0.001)).ceil() as u32
 }
@@ -52,7 +71,9 @@ pub struct RouterLoop<R: Reloader, C: ClearmlApi = ClearmlClient, P: ProxyContro
     queues: Option<(Instant, Vec<String>)>,
     /// The tasks asking for endpoints, kept current by polls that fetch only changes.
     tasks: TaskWatch,
-    last_poll_error: Option<String>,
+    /// Backoff for the ClearML poll (which logs in) and for applies ("structure", "reload").
+    clearml_errors: ErrorPolicy,
+    apply_errors: ErrorPolicy,
     last_refusals: BTreeSet<String>,
     status: SharedStatus,
     static_routes: StaticInputs,
@@ -212,7 +233,7 @@ impl<R: Reloader, P: ProxyControl> RouterLoop<R, ClearmlClient, P> {
 
 impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
     pub fn new(settings: Settings, client: C, applier: Applier<R, P>) -> Self {
-        let mut advertiser = Advertiser::new(
+        let advertiser = Advertiser::new(
             &settings.router_name,
             &settings.router_url,
             settings.tcp.router_address.as_deref(),
@@ -222,6 +243,8 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             Ok(Some(bytes)) => table_from_routes_file(&bytes),
             _ => RouteTable::default(),
         };
+        let mut advertiser =
+            advertiser.with_journal(settings.proxy.state_dir.join(crate::advertise::journal::FILE));
         advertiser.assume_advertised(&left_on_disk);
         let mut static_routes = StaticInputs::new(&settings);
         static_routes.incumbents = left_on_disk.static_incumbents();
@@ -247,11 +270,20 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             policy,
             tcp,
             queues: None,
-            last_poll_error: None,
+            clearml_errors: clearml_policy(POLL_BACKOFF),
+            apply_errors: ErrorPolicy::new("apply", Backoff::default()),
             last_refusals: BTreeSet::new(),
             status,
             static_routes,
         }
+    }
+
+    /// Replaces the backoff of every error policy (tests use zero delays).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.clearml_errors = clearml_policy(backoff);
+        self.apply_errors = ErrorPolicy::new("apply", backoff);
+        self.advertiser.errors = ErrorPolicy::new("write-back", backoff);
+        self
     }
 
     /// What the status server shows; updated by every tick.
@@ -335,20 +367,25 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
 
     /// One poll-apply-advertise round.
     pub async fn tick(&mut self) {
+        self.round().await;
+        let policies = [&self.clearml_errors, &self.apply_errors, &self.advertiser.errors];
+        self.status.errors(&policies);
+    }
+
+    async fn round(&mut self) {
+        let now = Instant::now();
+        if !self.clearml_errors.ready(POLL, now) {
+            return;
+        }
         let snapshot = match self.poll().await {
             Ok(snapshot) => {
-                if self.last_poll_error.take().is_some() {
-                    tracing::info!("ClearML polling recovered");
-                }
+                self.clearml_errors.succeeded(POLL, Instant::now());
                 self.status.poll_succeeded();
                 snapshot
             }
             Err(e) => {
                 let message = e.to_string();
-                if self.last_poll_error.as_ref() != Some(&message) {
-                    tracing::warn!(error = %message, "ClearML poll failed; the last good routes keep serving");
-                    self.last_poll_error = Some(message.clone());
-                }
+                self.clearml_errors.failed(POLL, message.clone(), api_severity(&e), Instant::now());
                 self.status.poll_failed(message);
                 return;
             }
@@ -362,8 +399,40 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
         self.static_routes.attach(&self.settings, &mut table);
         self.status.static_errors(self.static_routes.errors());
         self.log_refusals(&table);
+        // A failed reload waits for its backoff. A parked structural change does not hold back
+        // data: the routing table (HTTP, static and TCP routes alike) goes out on the last good
+        // structure.
+        if !self.apply_errors.ready(RELOAD, now) {
+            return;
+        }
+        let mut full = self.apply_errors.ready(STRUCTURE, now);
+        loop {
+            if !full && self.applier.last_good().is_none() {
+                return;
+            }
+            match self.apply(&table, full).await {
+                Ok(()) => break,
+                // Parked: the same tick still applies the data on the last good structure.
+                Err(key) if full && key == STRUCTURE => full = false,
+                Err(_) => return,
+            }
+        }
+        self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
+        // Applied: these ports are the ones to keep from now on.
+        self.tcp.previous = table.tcp_ports();
+        self.static_routes.incumbents = table.static_incumbents();
+        let report = self.advertiser.sync(&self.client, &table).await;
+        for task in &report.written {
+            tracing::info!(task = %task, "endpoint keys updated on the task");
+        }
+    }
+
+    /// Applies `table`, recording the outcome with the error policy; on failure returns the policy
+    /// key that failed.
+    async fn apply(&mut self, table: &RouteTable, full: bool) -> Result<(), &'static str> {
         let started = Instant::now();
-        let result = self.applier.apply(&table).await;
+        let result =
+            if full { self.applier.apply(table).await } else { self.applier.apply_data_only(table).await };
         let took = started.elapsed();
         let good = self.applier.last_good();
         let mut record = ApplyRecord {
@@ -375,40 +444,38 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             reloads: self.applier.reloads(),
         };
         match result {
-            Ok(ApplyOutcome::Unchanged) => {}
             Ok(outcome) => {
-                tracing::info!(
-                    ?outcome,
-                    routes = table.http.len(),
-                    tcp = table.tcp.len(),
-                    reloads = self.applier.reloads(),
-                    "applied"
-                );
-                record.outcome = match outcome {
-                    ApplyOutcome::RoutesUpdated => "routes updated (no reload)",
-                    ApplyOutcome::ConfigApplied { reloaded: true } => "config applied (reloaded)",
-                    _ => "config applied",
-                };
-                self.status.applied(record);
+                if full {
+                    self.apply_errors.succeeded(STRUCTURE, Instant::now());
+                }
+                self.apply_errors.succeeded(RELOAD, Instant::now());
+                if outcome != ApplyOutcome::Unchanged {
+                    tracing::info!(
+                        ?outcome,
+                        routes = table.http.len(),
+                        tcp = table.tcp.len(),
+                        reloads = self.applier.reloads(),
+                        structure_parked = !full,
+                        "applied"
+                    );
+                    record.outcome = match outcome {
+                        ApplyOutcome::RoutesUpdated => "routes updated (no reload)",
+                        ApplyOutcome::ConfigApplied { reloaded: true } => "config applied (reloaded)",
+                        _ => "config applied",
+                    };
+                    self.status.applied(record);
+                }
+                Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "apply failed");
+                let key = if e.is_reload() { RELOAD } else { STRUCTURE };
+                let severity = if e.is_permanent() { Severity::Permanent } else { Severity::Transient };
+                self.apply_errors.failed(key, e.to_string(), severity, Instant::now());
                 record.outcome = "failed";
                 record.error = Some(e.to_string());
                 self.status.applied(record);
-                return;
+                Err(key)
             }
-        }
-        self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
-        // Applied: these ports are the ones to keep from now on.
-        self.tcp.previous = table.tcp_ports();
-        self.static_routes.incumbents = table.static_incumbents();
-        let report = self.advertiser.sync(&self.client, &table).await;
-        for task in &report.written {
-            tracing::info!(task = %task, "endpoint keys updated on the task");
-        }
-        for (task, error) in &report.failed {
-            tracing::warn!(task = %task, %error, "could not update endpoint keys; will retry");
         }
     }
 

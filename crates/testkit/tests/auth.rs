@@ -222,7 +222,8 @@ async fn decisions_are_cached_and_known_users_survive_a_clearml_outage() {
     gw.emulator.set_available(true);
     assert_eq!(get(&url, Some(&newcomer), Via::Cookie, Client::Api).await.0, 200);
 
-    // A logout is seen once the fresh TTL has passed.
+    // A logout is seen once the fresh TTL has passed: the first request after it is still served
+    // (stale-while-revalidate) while the background re-check learns of the logout.
     gw.emulator.revoke_sessions_of("user-1");
     let deadline = tokio::time::Instant::now() + T;
     loop {

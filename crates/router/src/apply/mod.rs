@@ -98,6 +98,18 @@ pub enum ApplyError {
     Io(anyhow::Error),
 }
 
+impl ApplyError {
+    /// The proxy did not take a config (not reachable, or did not confirm): retried as a reload.
+    pub fn is_reload(&self) -> bool {
+        matches!(self, ApplyError::ProxyDown(_) | ApplyError::NotConfirmed(_))
+    }
+
+    /// The same input fails the same way until someone changes it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ApplyError::Invalid(_) | ApplyError::Render(_))
+    }
+}
+
 /// Generic over the proxy's control listener so that tests can stand in for the proxy.
 pub struct Applier<R: Reloader, P: ProxyControl = ProxyProbe> {
     pub layout: Layout,
@@ -194,6 +206,23 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
         Ok(outcome)
     }
 
+    /// Applies only the routing data of `table` on the structure the proxy serves now (the last
+    /// good one): while a structural change is parked, tasks that start or stop are still routed.
+    /// Nothing to build on (no structure served yet) is an error for the caller to wait on.
+    pub async fn apply_data_only(&mut self, table: &RouteTable) -> Result<ApplyOutcome, ApplyError> {
+        let Some(good) = self.last_good.clone() else {
+            return Err(ApplyError::Io(anyhow::anyhow!("no structure is served yet to apply routes on")));
+        };
+        let fresh = render(&self.layout, table)?;
+        if fresh.routes == good.routes {
+            return Ok(ApplyOutcome::Unchanged);
+        }
+        let rendered = Rendered { routes: fresh.routes, routes_version: fresh.routes_version, ..good };
+        let outcome = self.apply_routes(&rendered).await?;
+        self.last_good = Some(rendered);
+        Ok(outcome)
+    }
+
     /// With nothing new to apply, checks now and then that the proxy still serves the last good
     /// config: a proxy that restarted, was recreated, serves another hash, or whose files were
     /// lost (new volumes) gets it again. Returns why it must be re-applied.
@@ -260,7 +289,12 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
         }
         self.reloads += 1;
         if let Err(e) = self.reloader.reload().await {
-            // No proxy to signal: the validated files stay and are picked up when it starts.
+            // No proxy to signal. Over an earlier config the unconfirmed files go (a restart
+            // loads the old one and the next attempt re-applies); on an empty folder the
+            // validated files stay so that the proxy has something to start with.
+            if previous.iter().all(Option::is_some) {
+                self.restore(rendered, &previous);
+            }
             return Err(ApplyError::ProxyDown(e));
         }
         let want_hash = rendered.config_hash.clone();

@@ -44,6 +44,9 @@ pub struct TcpSettings {
 pub struct ProxySettings {
     pub conf_dir: PathBuf,
     pub lua_dir: PathBuf,
+    /// The router's own files (the journal of published endpoints); `ROUTER_STATE_DIR`, else the
+    /// Lua folder (its dot-files are never read by the proxy).
+    pub state_dir: PathBuf,
     /// Loopback-only port where the proxy reports the config hash it serves.
     pub control_port: Port,
     pub pid_file: PathBuf,
@@ -277,6 +280,10 @@ fn proxy(raw: &RawEnv, d: &Defaults, e: &mut Errors, control_port: Option<Port>)
     Some(ProxySettings {
         conf_dir: parse::path(raw.var(env::ROUTER_CONF_DIR), d.conf_dir),
         lua_dir: parse::path(raw.var(env::ROUTER_LUA_DIR), lua_dir_default(d)),
+        state_dir: parse::path(
+            raw.var(env::ROUTER_STATE_DIR),
+            &parse::path(raw.var(env::ROUTER_LUA_DIR), lua_dir_default(d)).to_string_lossy(),
+        ),
         control_port: control_port?,
         pid_file: parse::path(raw.var(env::ROUTER_NGINX_PID_FILE), d.pid_file),
         nginx_bin: parse::path(raw.var(env::ROUTER_NGINX_BIN), d.nginx_bin),

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use super::RouterLoop;
-use crate::apply::fakes::{self, files_below, http_task, tcp_task, FakeProxy, Journal};
+use crate::apply::fakes::{self, files_below, http_task, tcp_task, FakeProxy, FakeValidator, Journal};
 use crate::config::{RawEnv, Settings};
+use crate::retry::Backoff;
 use clearml_api::{ApiError, ClearmlApi, TaskQuery};
 
 /// ClearML as the loop sees it: tasks by id, queues, and the failures a test asks for.
@@ -19,6 +21,8 @@ struct Server {
     queues: Vec<(String, String)>,
     polls_fail: bool,
     edits_to_fail: usize,
+    /// Tasks the router may not edit (403 on every tasks.edit).
+    forbidden: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -92,6 +96,14 @@ impl ClearmlApi for FakeClearml {
     async fn set_runtime(&self, id: &str, runtime: &Map<String, Value>) -> Result<(), ApiError> {
         self.journal.push(format!("tasks.edit {id}"));
         let mut server = self.server.lock().unwrap();
+        if server.forbidden.iter().any(|t| t == id) {
+            return Err(ApiError::Server {
+                endpoint: "tasks.edit".into(),
+                code: 403,
+                subcode: 0,
+                message: "forbidden".into(),
+            });
+        }
         if server.edits_to_fail > 0 {
             server.edits_to_fail -= 1;
             return Err(unreachable("tasks.edit"));
@@ -125,11 +137,24 @@ fn settings(extra: &[(&str, &str)]) -> Settings {
     Settings::from_raw(RawEnv::from_vars(vars)).unwrap()
 }
 
+/// Retries on the next tick: tests of what a retry does, not when.
+const NO_DELAY: Backoff =
+    Backoff { transient_first: Duration::ZERO, permanent_first: Duration::ZERO, cap: Duration::ZERO };
+
+/// Settings whose journal lives in `dir`.
+fn settings_in(dir: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
+    let state = dir.display().to_string();
+    let all: Vec<(&str, &str)> =
+        extra.iter().copied().chain([("ROUTER_STATE_DIR", state.as_str())]).collect();
+    settings(&all)
+}
+
 struct Bench {
     dir: tempfile::TempDir,
     journal: Journal,
     clearml: FakeClearml,
     proxy: FakeProxy,
+    validator: FakeValidator,
     router: RouterLoop<FakeProxy, FakeClearml, FakeProxy>,
 }
 
@@ -137,16 +162,29 @@ impl Bench {
     fn new(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::default();
-        let (applier, proxy, _) = fakes::applier(dir.path(), &journal);
+        let (applier, proxy, validator) = fakes::applier(dir.path(), &journal);
         let clearml = FakeClearml { journal: journal.clone(), ..Default::default() };
-        let router = RouterLoop::new(settings(extra), clearml.clone(), applier);
-        Self { dir, journal, clearml, proxy, router }
+        let router =
+            RouterLoop::new(settings_in(dir.path(), extra), clearml.clone(), applier).with_backoff(NO_DELAY);
+        Self { dir, journal, clearml, proxy, validator, router }
     }
 
     /// One tick; what ClearML and the proxy were asked during it.
     async fn tick(&mut self) -> Vec<String> {
         self.router.tick().await;
         self.journal.take()
+    }
+
+    /// A new router on the same files, and a proxy that restarted with them: its first tick
+    /// takes t1's keys back.
+    async fn restart_and_expect_t1_taken_back(&mut self) {
+        let (applier, proxy, _) = fakes::applier(self.dir.path(), &self.journal);
+        self.router = RouterLoop::new(settings_in(self.dir.path(), &[]), self.clearml.clone(), applier)
+            .with_backoff(NO_DELAY);
+        self.proxy = proxy;
+        let asked = self.tick().await;
+        assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"), "{asked:?}");
+        assert_eq!(endpoint(&self.clearml.runtime("t1")), None);
     }
 
     fn routes_file(&self) -> PathBuf {
@@ -280,13 +318,70 @@ async fn a_restarted_router_takes_back_what_its_previous_run_advertised() {
     let (mut b, _) = routing_t1().await;
     b.clearml.with(|s| s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped"));
 
-    // A new router on the same files, and a proxy that restarted with them.
-    let (applier, proxy, _) = fakes::applier(b.dir.path(), &b.journal);
-    b.router = RouterLoop::new(settings(&[]), b.clearml.clone(), applier);
-    b.proxy = proxy;
+    b.restart_and_expect_t1_taken_back().await;
+}
+
+#[tokio::test]
+async fn a_write_back_that_is_refused_backs_off_while_other_tasks_are_written() {
+    let mut b = Bench::new(&[]);
+    b.router = std::mem::replace(&mut b.router, Bench::new(&[]).router).with_backoff(Backoff::default());
+    b.clearml.add(http_task("t1"));
+    b.clearml.with(|s| s.forbidden = vec!["t1".into()]);
+    assert_eq!(b.tick().await, then_writes(&RELOADED, "t1"));
+    // Permanent: not tried again on the next ticks, while a new task is written at once.
+    b.clearml.add(http_task("t2"));
+    assert_eq!(b.tick().await, then_writes(&["tasks.get_all", "proxy loads 2 routes"], "t2"));
+    assert_eq!(b.tick().await, ["tasks.get_all"]);
+    let status = b.router.status().snapshot();
+    assert_eq!(status.failing.len(), 1, "{:?}", status.failing);
+    let failing = &status.failing[0];
+    assert!(failing.what == "write-back t1" && failing.permanent && failing.retry_in_seconds >= 20);
+    let errors = b.router.status().counters().errors;
+    assert_eq!((errors["write-back"].failures_total, errors["write-back"].failing), (1, 1));
+    assert!(errors["write-back"].deferred_total >= 2);
+}
+
+#[tokio::test]
+async fn a_structural_change_that_fails_validation_is_parked_while_data_changes_apply() {
+    let (mut b, _) = routing_t1().await;
+    b.router = std::mem::replace(&mut b.router, Bench::new(&[]).router).with_backoff(Backoff::default());
+    *b.validator.refuse.lock().unwrap() = Some("unknown directive".into());
+    // A structural change (TCP endpoints are data now; the layout is what remains structure).
+    b.router.applier.layout.upstream.keepalive += 1;
+    b.clearml.add(http_task("t3"));
     let asked = b.tick().await;
-    assert_eq!(asked[asked.len() - 2..], then_writes(&[], "t1"));
+    assert_eq!(asked[..3], ["tasks.get_all", "validate", "proxy loads 2 routes"], "{asked:?}");
+    assert!(asked.contains(&"tasks.edit t3".to_owned()), "the new HTTP task is advertised: {asked:?}");
+
+    // Parked: the next ticks do not validate again, and a stopped task still stops being served.
+    b.clearml.with(|s| s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped"));
+    let asked = b.tick().await;
+    assert_eq!(asked[..2], ["tasks.get_all", "proxy loads 1 routes"], "{asked:?}");
     assert_eq!(endpoint(&b.clearml.runtime("t1")), None);
+    let status = b.router.status().snapshot();
+    assert!(status
+        .failing
+        .iter()
+        .any(|f| f.what == "apply structure" && f.error.contains("unknown directive")));
+}
+
+#[tokio::test]
+async fn keys_a_killed_run_did_not_take_back_are_found_in_its_journal() {
+    let (mut b, _) = routing_t1().await;
+    // t1 stops: its route goes from routes.json, but taking its keys back fails, and the router
+    // is killed before it tries again.
+    b.clearml.with(|s| {
+        s.tasks.get_mut("t1").unwrap()["status"] = json!("stopped");
+        s.edits_to_fail = 1;
+    });
+    b.tick().await;
+    assert!(endpoint(&b.clearml.runtime("t1")).is_some());
+    let routes = std::fs::read_to_string(b.routes_file()).unwrap();
+    assert!(!routes.contains("t1"), "routes.json no longer tells of t1");
+
+    b.restart_and_expect_t1_taken_back().await;
+    let journal = std::fs::read_to_string(b.dir.path().join(crate::advertise::journal::FILE)).unwrap();
+    assert_eq!(journal, "{}", "nothing left to take back");
 }
 
 #[test]

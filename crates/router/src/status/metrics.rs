@@ -91,6 +91,8 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     family(&mut out, "clearml_gateway_reloads_total", "counter", "nginx reloads signalled by this router.");
     let _ = writeln!(out, "clearml_gateway_reloads_total {}", s.reloads);
 
+    error_policy(&mut out, c);
+
     family(
         &mut out,
         "clearml_gateway_clearml_requests_total",
@@ -151,4 +153,26 @@ pub fn render(input: &MetricsInput<'_>) -> String {
         }
     }
     out
+}
+
+type CountOf = fn(&super::state::ErrorCounts) -> u64;
+
+/// The error policy's figures: things failing now, failed attempts, attempts held back by backoff.
+fn error_policy(out: &mut String, c: &Counters) {
+    let rows: [(&str, &str, &str, CountOf); 4] = [
+        ("clearml_gateway_failing", "gauge", "Things failing now, by kind.", |e| e.failing as u64),
+        ("clearml_gateway_failures_total", "counter", "Failed attempts, by kind.", |e| e.failures_total),
+        ("clearml_gateway_deferred_total", "counter", "Attempts held back by backoff, by kind.", |e| {
+            e.deferred_total
+        }),
+        ("clearml_gateway_recoveries_total", "counter", "Recoveries after failing, by kind.", |e| {
+            e.recoveries_total
+        }),
+    ];
+    for (name, kind, help, value) in rows {
+        family(out, name, kind, help);
+        for (what, counts) in &c.errors {
+            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {}", label(what), value(counts));
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! What the router reports about itself: written by the router loop after each poll and apply,
 //! read by the status server. Task-supplied text in here is already display-safe (escaped, cut).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::retry::{ErrorPolicy, FailingView};
 use crate::selftest::SelfTestReport;
 use gateway_core::table::{Refusal, RouteTable};
 use gateway_core::time::rfc3339;
@@ -111,6 +113,9 @@ pub struct StatusData {
     /// Why the static routes or groups file is refused right now (the last good one serves).
     pub static_errors: Vec<String>,
     pub self_test: Option<SelfTestReport>,
+    /// Things failing now (login, a task's write-back, the structure, a reload) and when each is
+    /// tried again.
+    pub failing: Vec<FailingView>,
     #[serde(skip)]
     started: SystemTime,
 }
@@ -123,6 +128,16 @@ pub struct Counters {
     pub apply_seconds_sum: f64,
     pub polls_ok: u64,
     pub polls_failed: u64,
+    /// Error policy figures by kind of failing thing.
+    pub errors: BTreeMap<&'static str, ErrorCounts>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ErrorCounts {
+    pub failing: usize,
+    pub failures_total: u64,
+    pub deferred_total: u64,
+    pub recoveries_total: u64,
 }
 
 #[derive(Clone)]
@@ -146,6 +161,7 @@ impl SharedStatus {
             static_routes: Vec::new(),
             static_errors: Vec::new(),
             self_test: None,
+            failing: Vec::new(),
             started: SystemTime::now(),
         };
         Self { data: Arc::new(RwLock::new(data)), counters: Default::default() }
@@ -160,6 +176,24 @@ impl SharedStatus {
 
     pub fn counters(&self) -> Counters {
         self.counters.read().expect("status lock").clone()
+    }
+
+    /// Publishes what the error policies know now.
+    pub fn errors(&self, policies: &[&ErrorPolicy]) {
+        let now = std::time::Instant::now();
+        let mut counters = self.counters.write().expect("status lock");
+        for p in policies {
+            counters.errors.insert(
+                p.kind,
+                ErrorCounts {
+                    failing: p.failing_count(),
+                    failures_total: p.failures_total,
+                    deferred_total: p.deferred_total,
+                    recoveries_total: p.recoveries_total,
+                },
+            );
+        }
+        self.data.write().expect("status lock").failing = policies.iter().flat_map(|p| p.view(now)).collect();
     }
 
     pub fn poll_succeeded(&self) {
