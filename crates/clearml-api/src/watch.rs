@@ -7,8 +7,9 @@
 //! untagged or moved to another queue, or a write whose `last_update` the server stamped before
 //! the watermark but made visible after — is caught by the next full poll, every
 //! `resync_every` polls. The watermark is the server's own clock (the newest `last_update` it
-//! returned), minus a margin for writes that land out of order, so the router's clock never
-//! matters.
+//! returned), so the router's clock never matters; for a short while after it moves, polls look
+//! back a margin before it for writes that land out of order, then only past it, so a quiet
+//! table's polls fetch nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,6 +32,9 @@ pub struct TaskWatch {
     tasks: BTreeMap<String, Value>,
     /// Newest `last_update` seen, in unix microseconds of the server's clock.
     watermark: Option<i64>,
+    /// When the watermark last moved (this host's clock): the look-back applies only shortly
+    /// after, when a write stamped earlier may still become visible.
+    moved_at: Option<std::time::Instant>,
     polls_since_full: u32,
     resync_every: u32,
     /// The queues the cache was filled for: another filter needs a full poll.
@@ -46,6 +50,7 @@ impl TaskWatch {
         Self {
             tasks: BTreeMap::new(),
             watermark: None,
+            moved_at: None,
             polls_since_full: 0,
             resync_every: resync_every.max(1),
             queue_ids: None,
@@ -70,7 +75,11 @@ impl TaskWatch {
             self.queue_ids = Some(query.queue_ids.clone());
             tasks
         } else {
-            let since = self.watermark.unwrap_or_default() - self.margin.as_micros() as i64;
+            // Shortly after the watermark moved, look back `margin` for writes that land out of
+            // order; later, only what is newer than the watermark, so a quiet table costs nothing.
+            let recent = self.moved_at.is_some_and(|at| at.elapsed() <= 2 * self.margin);
+            let watermark = self.watermark.unwrap_or_default();
+            let since = if recent { watermark - self.margin.as_micros() as i64 } else { watermark + 1 };
             let changed = client.tasks_changed_since(query, &iso_micros(since)).await?;
             self.polls_since_full += 1;
             changed
@@ -81,7 +90,10 @@ impl TaskWatch {
             // refuses them with a reason instead of their vanishing here.
             let id = task.get("id").unwrap_or(&Value::Null).to_string();
             if let Some(seen) = task.get("last_update").and_then(Value::as_str).and_then(parse_utc_micros) {
-                self.watermark = Some(self.watermark.map_or(seen, |w| w.max(seen)));
+                if self.watermark.is_none_or(|w| seen > w) {
+                    self.watermark = Some(seen);
+                    self.moved_at = Some(std::time::Instant::now());
+                }
             }
             if task.get("status").and_then(Value::as_str) == Some("in_progress") {
                 self.tasks.insert(id, task);

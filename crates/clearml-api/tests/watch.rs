@@ -79,3 +79,32 @@ async fn steady_state_polls_fetch_only_changes_and_full_polls_catch_deletions() 
         assert!(polls < 5, "no full poll within resync_every polls");
     }
 }
+
+#[tokio::test]
+async fn with_a_look_back_a_quiet_table_soon_costs_nothing_per_poll() {
+    let (emulator, client) = emulator_and_client().await;
+    for i in 0..50 {
+        endpoint_task(&emulator, &format!("q{i}"));
+    }
+    let query = TaskQuery::default();
+    let mut watch = TaskWatch::new(1_000, Duration::from_millis(200));
+    assert_eq!(watch.poll(&client, &query).await.unwrap().len(), 50);
+    // Right after the watermark moved, change polls look back and may fetch the newest tasks
+    // again; once the look-back window has passed, a poll of the quiet table fetches nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let tasks = watch.poll(&client, &query).await.unwrap();
+        assert_eq!(tasks.len(), 50);
+        if watch.last_cost().tasks_fetched == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", watch.last_cost());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A change is still seen after that.
+    let late = endpoint_task(&emulator, "late");
+    let tasks = watch.poll(&client, &query).await.unwrap();
+    assert_eq!(tasks.len(), 51);
+    assert!(ids(&tasks).contains(&late));
+    assert_eq!(watch.last_cost().tasks_fetched, 1);
+}

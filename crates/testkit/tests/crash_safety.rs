@@ -96,8 +96,12 @@ fn refusing_nginx(dir: &std::path::Path, marker: &std::path::Path) -> std::path:
     path
 }
 
+/// While `nginx -t` refuses every config (a structural change could not be applied), tasks still
+/// start and stop: HTTP and TCP routes are data (routes.json), applied without validation or a
+/// reload. (The parking of a refused structural change itself is unit-tested in router/tests.rs:
+/// with TCP routes as data, only a settings change makes new structure, at a router start.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_structural_change_refused_by_nginx_is_parked_while_tasks_start_and_stop() {
+async fn while_nginx_refuses_every_config_tasks_still_start_and_stop() {
     let scratch = tempfile::tempdir().unwrap();
     let marker = scratch.path().join("refuse");
     let nginx = refusing_nginx(scratch.path(), &marker);
@@ -112,7 +116,7 @@ async fn a_structural_change_refused_by_nginx_is_parked_while_tasks_start_and_st
     let (task_a, url_a) = gw.routed_task("a").await;
     let reloads = gw.nginx_reloads();
 
-    // A TCP task needs a new listener (structure): nginx -t refuses it from now on.
+    // From now on nginx -t refuses whatever it is given.
     std::fs::write(&marker, b"").unwrap();
     let echo = gateway_testkit::sample_apps::start_tcp_echo("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let tcp_task = gw.emulator.create_task(clearml_emulator::NewTask {
@@ -122,28 +126,22 @@ async fn a_structural_change_refused_by_nginx_is_parked_while_tasks_start_and_st
         system_tags: vec!["external_service".into()],
         ..Default::default()
     });
-    // Data keeps flowing on the last good structure: B is routed, A stops answering.
     let (task_b, _) = gw.routed_task("b").await;
     gw.emulator.set_status(&task_a, "stopped");
     gw.wait_for_status(&url_a, 404, T).await;
     gw.wait_for_key_gone(&task_a, "endpoint", T).await;
-
-    let status: Value = http_client().get(gw.status_url("/api/status")).fetch_json().await;
-    let failing = status["failing"].as_array().unwrap();
-    assert!(
-        failing.iter().any(|f| f["what"] == "apply structure"
-            && f["permanent"] == true
-            && f["error"].as_str().unwrap().contains("refused by the test")),
-        "{status:#}"
-    );
-    assert_eq!(
-        gw.runtime(&tcp_task)["external_address"],
-        echo.ip().to_string(),
-        "the TCP task is not advertised"
-    );
+    let deadline = tokio::time::Instant::now() + T;
+    while gw.runtime(&tcp_task)["external_tcp_port"] != port {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the TCP task was not advertised: {}",
+            gw.runtime(&tcp_task)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(gw.nginx_reloads(), reloads, "nothing was reloaded");
     assert!(gw.runtime(&task_b).get("endpoint").is_some());
-    assert_eq!(gw.router_log().matches("failing; backing off").count(), 1, "one line when it starts failing");
+    assert!(!gw.router_log().contains("failing; backing off"), "no apply failed: {}", gw.router_log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
