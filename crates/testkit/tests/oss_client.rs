@@ -258,7 +258,9 @@ async fn the_cli_prints_a_static_route_url_and_lists_endpoints() {
         .filter(|c| c.endpoint == "routers.get_routes")
         .map(|c| c.result_code)
         .collect();
-    assert_eq!(lookups, [404]);
+    // The client asked (and the router, which looks for server-defined routes, too): the
+    // open-source server has no routers.* service.
+    assert!(!lookups.is_empty() && lookups.iter().all(|code| *code == 404), "{lookups:?}");
     gw.wait_for_status(&url, 200, T).await;
     let echo: Value = http_client().get(format!("{url}x")).fetch_json().await;
     assert_eq!(echo["app"], "oss-static");
