@@ -182,6 +182,8 @@ impl Gateway {
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // The router's temporary files land where the test's do (scripts/test.sh checks them).
+            .env("TMPDIR", std::env::temp_dir())
             .env("RUST_LOG", "clearml_gateway=debug,clearml_router=debug,info")
             .envs(self.router_env())
             .stdin(Stdio::null())
