@@ -337,16 +337,6 @@ async fn wait_for(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-fn free_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = 20_000 + rand::random::<u16>() % 30_000;
-        if (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
-
 async fn endpoint_churn_and_reloads(backend: SocketAddr) {
     const BATCHES: usize = 5;
     const BATCH: usize = 10;

@@ -173,17 +173,6 @@ async fn the_client_gets_an_http_endpoint_served_through_the_proxy() {
     assert_eq!((&echo["app"], &echo["uri"]), (&json!("oss-notebook"), &json!("/hello")));
 }
 
-/// A block of `n` consecutive free ports.
-fn free_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = 20_000 + rand::random::<u16>() % 30_000;
-        if (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cli_gets_a_tcp_endpoint_with_the_routers_address() {
     let base = free_block(2);

@@ -15,17 +15,6 @@ use tokio::net::TcpStream;
 
 const T: Duration = Duration::from_secs(20);
 
-/// A block of `n` consecutive free ports.
-fn free_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = 20_000 + rand::random::<u16>() % 30_000;
-        if (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
-
 async fn tcp_gateway(ports: u16) -> (Gateway, u16) {
     let base = free_block(ports);
     let env = vec![

@@ -50,8 +50,9 @@ fn unreachable(endpoint: &str) -> ApiError {
     ApiError::Transport { endpoint: endpoint.into(), detail: "connection refused".into() }
 }
 
-impl ClearmlApi for FakeClearml {
-    async fn tasks_requesting_endpoints(&self, query: &TaskQuery) -> Result<Vec<Value>, ApiError> {
+impl FakeClearml {
+    /// One `tasks.get_all`: the tasks on the queried queues that `keep` accepts.
+    fn poll(&self, query: &TaskQuery, keep: impl Fn(&Value) -> bool) -> Result<Vec<Value>, ApiError> {
         self.journal.push("tasks.get_all");
         let server = self.server.lock().unwrap();
         if server.polls_fail {
@@ -61,21 +62,18 @@ impl ClearmlApi for FakeClearml {
             let queue = t["execution"]["queue"].as_str().unwrap_or_default();
             query.queue_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id == queue))
         };
-        Ok(server.tasks.values().filter(|t| t["status"] == "in_progress" && on_queue(t)).cloned().collect())
+        Ok(server.tasks.values().filter(|t| keep(t) && on_queue(t)).cloned().collect())
+    }
+}
+
+impl ClearmlApi for FakeClearml {
+    async fn tasks_requesting_endpoints(&self, query: &TaskQuery) -> Result<Vec<Value>, ApiError> {
+        self.poll(query, |t| t["status"] == "in_progress")
     }
 
     /// Every task in any status: a superset of what changed, which is all the watch needs.
     async fn tasks_changed_since(&self, query: &TaskQuery, _since: &str) -> Result<Vec<Value>, ApiError> {
-        self.journal.push("tasks.get_all");
-        let server = self.server.lock().unwrap();
-        if server.polls_fail {
-            return Err(unreachable("tasks.get_all"));
-        }
-        let on_queue = |t: &Value| {
-            let queue = t["execution"]["queue"].as_str().unwrap_or_default();
-            query.queue_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id == queue))
-        };
-        Ok(server.tasks.values().filter(|t| on_queue(t)).cloned().collect())
+        self.poll(query, |_| true)
     }
 
     async fn server_static_routes(&self) -> Result<Option<Vec<Value>>, ApiError> {

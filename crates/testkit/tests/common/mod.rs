@@ -65,6 +65,18 @@ pub fn spawn_helper(cmd: &mut std::process::Command) -> ProcessGroup {
         .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"))
 }
 
+/// A block of `n` consecutive free ports (TCP port ranges), below the ephemeral range
+/// (32768-60999) so that no outgoing connection takes one before the proxy binds it.
+pub fn free_block(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + rand::random::<u16>() % (32_000 - 20_000 - n);
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
+
 pub struct Gateway {
     pub emulator: EmulatorHandle,
     pub proxy: Option<LocalProxy>,
