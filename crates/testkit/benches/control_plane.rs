@@ -97,7 +97,9 @@ async fn scale(size: usize, app: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let all_published = started.elapsed();
-    settle(&gw, Duration::from_secs(2)).await;
+    // Quiet for longer than a change poll's look-back after the last write (2 s, twice): what
+    // follows is the steady state of change polls (plus a full poll if the minute's one falls in).
+    settle(&gw, Duration::from_secs(5)).await;
     gw.emulator.reset_stats();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let stats = gw.emulator.stats();
