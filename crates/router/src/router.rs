@@ -86,8 +86,10 @@ pub struct StaticInputs {
     /// The routes the ClearML server defines (`routers.get_routes`); `None` on a server without
     /// that call (open source), where the file is the only source.
     pub server: Option<Vec<StaticRoute>>,
-    /// Why server routes were left out (invalid, or also defined in the file).
+    /// Server routes left out because they do not validate.
     pub server_problems: Vec<String>,
+    /// What was last logged about the server's routes (one log line per change).
+    logged_problems: Vec<String>,
     /// When the server's routes were last asked for.
     pub server_asked: Option<Instant>,
     pub groups: Option<Watched<Groups>>,
@@ -102,6 +104,7 @@ impl StaticInputs {
             groups: settings.groups_file.clone().map(Watched::new),
             server: None,
             server_problems: Vec::new(),
+            logged_problems: Vec::new(),
             server_asked: None,
             incumbents: BTreeMap::new(),
         }
@@ -131,12 +134,15 @@ impl StaticInputs {
     pub fn attach(&self, settings: &Settings, table: &mut RouteTable) {
         table.router_host = gateway_core::static_routes::router_host(&settings.router_url);
         table.secure_cookies = settings.auth.secure_cookies;
-        let empty_routes = Vec::new();
         let empty_groups = Groups::new();
-        let file_routes = self.routes.as_ref().map(|w| &w.good).unwrap_or(&empty_routes);
         let groups = self.groups.as_ref().map(|w| &w.good).unwrap_or(&empty_groups);
-        let (routes, _) = merge_static_routes(self.server.as_deref(), file_routes);
+        let (routes, _) = merge_static_routes(self.server.as_deref(), self.file_routes());
         table.attach_static(&routes, groups, &self.incumbents);
+    }
+
+    /// The routes file's last good routes (none without a file).
+    fn file_routes(&self) -> &[StaticRoute] {
+        self.routes.as_ref().map(|w| w.good.as_slice()).unwrap_or_default()
     }
 
     /// Takes the server's static routes (what `routers.get_routes` answered; `None`: no such call).
@@ -155,21 +161,28 @@ impl StaticInputs {
                 })
                 .collect()
         });
-        let file_routes = self.routes.as_ref().map(|w| w.good.as_slice()).unwrap_or_default();
-        problems.extend(merge_static_routes(self.server.as_deref(), file_routes).1);
-        if problems != self.server_problems {
-            for problem in &problems {
+        self.server_problems = problems;
+        let now = self.server_errors();
+        if now != self.logged_problems {
+            for problem in &now {
                 tracing::warn!(problem = %problem, "static route from the ClearML server");
             }
+            self.logged_problems = now;
         }
-        self.server_problems = problems;
     }
 
     /// Why a file is refused right now (the last good content serves meanwhile).
     pub fn errors(&self) -> Vec<String> {
         let routes = self.routes.as_ref().and_then(|w| w.error.clone());
         let groups = self.groups.as_ref().and_then(|w| w.error.clone());
-        routes.into_iter().chain(groups).chain(self.server_problems.iter().cloned()).collect()
+        routes.into_iter().chain(groups).chain(self.server_errors()).collect()
+    }
+
+    /// Server routes left out, and names defined both there and in the file (derived from the
+    /// current routes each time, so never stale after a file edit).
+    fn server_errors(&self) -> Vec<String> {
+        let conflicts = merge_static_routes(self.server.as_deref(), self.file_routes()).1;
+        self.server_problems.iter().cloned().chain(conflicts).collect()
     }
 }
 

@@ -21,11 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clearml_emulator::NewTask;
 use common::*;
 use gateway_core::routes_file::{HttpEntry, RoutesDoc, StaticDoc};
 use gateway_testkit::wrk::{self, WrkResult};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::process::{Child, Command};
 
 const ROUNDS: usize = 3;
@@ -319,16 +318,6 @@ async fn churn_p99(backend: SocketAddr) {
 
 // --- 3 and 4. endpoints coming and going, reloads ------------------------------------------
 
-fn tcp_task(gw: &Gateway, name: &str, target: SocketAddr) -> String {
-    gw.emulator.create_task(NewTask {
-        name: name.into(),
-        status: "in_progress".into(),
-        runtime: json!({"_SERVICE": "EXTERNAL_TCP", "external_address": target.ip().to_string(), "external_tcp_port": target.port()}),
-        system_tags: vec!["external_service".into()],
-        ..Default::default()
-    })
-}
-
 async fn wait_for(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + T;
     while !done() {
@@ -365,7 +354,7 @@ async fn endpoint_churn_and_reloads(backend: SocketAddr) {
     let mut events = (0, 0);
     for batch in 0..BATCHES {
         let http: Vec<String> = (0..BATCH).map(|i| gw.http_task(&format!("h{batch}-{i}"), backend)).collect();
-        let tcp: Vec<String> = (0..BATCH).map(|i| tcp_task(&gw, &format!("t{batch}-{i}"), echo)).collect();
+        let tcp: Vec<String> = (0..BATCH).map(|i| gw.tcp_task(&format!("t{batch}-{i}"), echo)).collect();
         for t in &http {
             gw.wait_for_key(t, "endpoint", T).await;
         }

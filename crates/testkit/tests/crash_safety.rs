@@ -119,13 +119,7 @@ async fn while_nginx_refuses_every_config_tasks_still_start_and_stop() {
     // From now on nginx -t refuses whatever it is given.
     std::fs::write(&marker, b"").unwrap();
     let echo = gateway_testkit::sample_apps::start_tcp_echo("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let tcp_task = gw.emulator.create_task(clearml_emulator::NewTask {
-        name: "tcp".into(),
-        status: "in_progress".into(),
-        runtime: serde_json::json!({"_SERVICE": "EXTERNAL_TCP", "external_address": echo.ip().to_string(), "external_tcp_port": echo.port()}),
-        system_tags: vec!["external_service".into()],
-        ..Default::default()
-    });
+    let tcp_task = gw.tcp_task("tcp", echo);
     let (task_b, _) = gw.routed_task("b").await;
     gw.emulator.set_status(&task_a, "stopped");
     gw.wait_for_status(&url_a, 404, T).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clearml_emulator::NewTask;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -38,17 +38,6 @@ async fn round_trip(stream: &mut TcpStream, text: &str) {
         .expect("echo in time")
         .unwrap();
     assert_eq!(String::from_utf8(buf).unwrap(), text);
-}
-
-/// clearml-session style: the keys written directly, no `upstream_task_port`.
-fn session_task(gw: &Gateway, name: &str, target: SocketAddr) -> String {
-    gw.emulator.create_task(NewTask {
-        name: name.into(),
-        status: "in_progress".into(),
-        runtime: json!({"_SERVICE": "EXTERNAL_TCP", "external_address": target.ip().to_string(), "external_tcp_port": target.port()}),
-        system_tags: vec!["external_service".into()],
-        ..Default::default()
-    })
 }
 
 async fn published_port(gw: &Gateway, task: &str, suffix: &str) -> u16 {
@@ -163,7 +152,7 @@ async fn ws_round_trip(ws: &mut Ws, text: &str) {
 async fn tcp_endpoints_come_and_go_without_a_reload_while_other_connections_stay_open() {
     let (mut gw, _) = tcp_gateway(4).await;
     let (app_a, app_b) = (echo_app().await, echo_app().await);
-    let a = session_task(&gw, "session-a", app_a);
+    let a = gw.tcp_task("session-a", app_a);
     let port_a = published_port(&gw, &a, "").await;
     let mut long_lived = connect(port_a).await;
     round_trip(&mut long_lived, "before").await;
@@ -173,7 +162,7 @@ async fn tcp_endpoints_come_and_go_without_a_reload_while_other_connections_stay
     ws_round_trip(&mut ws, "before").await;
     let reloads_before = gw.nginx_reloads();
 
-    let b = session_task(&gw, "session-b", app_b);
+    let b = gw.tcp_task("session-b", app_b);
     let port_b = published_port(&gw, &b, "").await;
     assert_ne!(port_a, port_b);
     let mut other = connect(port_b).await;
@@ -213,7 +202,7 @@ async fn tcp_endpoints_come_and_go_without_a_reload_while_other_connections_stay
 async fn an_exhausted_range_refuses_only_the_extra_task() {
     let (gw, base) = tcp_gateway(2).await;
     let app = echo_app().await;
-    let tasks: Vec<String> = (0..3).map(|i| session_task(&gw, &format!("s{i}"), app)).collect();
+    let tasks: Vec<String> = (0..3).map(|i| gw.tcp_task(&format!("s{i}"), app)).collect();
     let published = |gw: &Gateway| -> Vec<String> {
         tasks.iter().filter(|t| gw.runtime(t)["external_address"] == "localhost").cloned().collect()
     };
@@ -277,7 +266,7 @@ async fn tcp_task_on_the_gateways_own_host_is_routed_and_survives_a_restart() {
     ];
     let mut gw = Gateway::start(Options { env, ..Default::default() }).await;
     let app = echo_app().await;
-    let task = session_task(&gw, "same-host", app);
+    let task = gw.tcp_task("same-host", app);
     let answered = |runtime: &Value| {
         runtime["_ROUTER_TARGET_PORT"] == app.port()
             && runtime["external_tcp_port"].as_u64().is_some_and(|p| p as u16 >= base)

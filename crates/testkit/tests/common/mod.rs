@@ -234,6 +234,18 @@ impl Gateway {
         })
     }
 
+    /// Creates an in-progress task asking for a TCP endpoint on `target`, clearml-session style:
+    /// the keys written directly, no `upstream_task_port`.
+    pub fn tcp_task(&self, name: &str, target: SocketAddr) -> String {
+        self.emulator.create_task(NewTask {
+            name: name.into(),
+            status: "in_progress".into(),
+            runtime: json!({"_SERVICE": "EXTERNAL_TCP", "external_address": target.ip().to_string(), "external_tcp_port": target.port()}),
+            system_tags: vec!["external_service".into()],
+            ..NewTask::default()
+        })
+    }
+
     /// A task serving a sample app named `name`, routed: its canonical URL answers 200.
     /// Returns the task id and the URL.
     pub async fn routed_task(&self, name: &str) -> (String, String) {
