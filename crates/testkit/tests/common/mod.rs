@@ -40,23 +40,6 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Ends a test that cannot run on this machine: the caller returns right after. Under CI (`CI`
-/// set) a skip is a failure unless `GATEWAY_ALLOW_SKIP` names the test (comma-separated), so a
-/// missing tool cannot turn into a silent pass.
-pub fn skip(test: &str, why: &str) {
-    let allowed = std::env::var("GATEWAY_ALLOW_SKIP").unwrap_or_default();
-    let allowed = allowed.split(',').any(|name| name.trim() == test);
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    assert!(
-        !ci || allowed,
-        "{test} cannot run here and CI is set: {why}\nto allow this skip: GATEWAY_ALLOW_SKIP={test}"
-    );
-    // The real stderr, so that the line shows even when the test harness captures output.
-    use std::io::Write;
-    let _ =
-        writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {why} (under CI: GATEWAY_ALLOW_SKIP={test})");
-}
-
 /// Starts a helper process (Python app, script) the test stops again: SIGTERM, then SIGKILL to
 /// its process group, on drop also when the test panics.
 pub fn spawn_helper(cmd: &mut std::process::Command) -> ProcessGroup {
