@@ -13,13 +13,16 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
 
-/// Files and folders a router run leaves in the live folders and the temp folder.
+/// Files and folders the router runs `pids` left in the live folders and the temp folder.
 fn temporaries(gw: &Gateway, pids: &[u32]) -> Vec<String> {
     let mut found = Vec::new();
     for dir in ["conf.d", "lua"] {
         for entry in std::fs::read_dir(gw.dir.path().join(dir)).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.contains(".tmp-") || name.contains("staging") {
+            // A run's temporaries end in its pid; the live router's own in-flight write is not a
+            // leftover, so only the runs in `pids` (killed or earlier) count.
+            let of_listed_run = pids.iter().any(|pid| name.ends_with(&format!(".tmp-{pid}")));
+            if of_listed_run || name.contains("staging") {
                 found.push(format!("{dir}/{name}"));
             }
         }
@@ -53,6 +56,7 @@ async fn a_router_killed_before_its_write_back_has_its_stale_keys_taken_back_by_
     let task_b = gw.http_task("b", app_b);
     gw.extra_env.push(("CLEARML_ROUTER_TEST_KILL_AT".into(), "before-write-back".into()));
     gw.start_router();
+    let killed_pid = gw.router.as_ref().unwrap().id();
     let deadline = tokio::time::Instant::now() + T;
     let status = loop {
         if let Some(status) = gw.router.as_mut().unwrap().try_wait().unwrap() {
@@ -79,7 +83,7 @@ async fn a_router_killed_before_its_write_back_has_its_stale_keys_taken_back_by_
     gw.wait_for_key_gone(&task_a, "endpoint", T).await;
     gw.wait_for_key(&task_b, "endpoint", T).await;
     assert!(gw.runtime(&task_a).get("browser_endpoint").is_none());
-    assert_eq!(temporaries(&gw, &[first_pid, dead]), Vec::<String>::new());
+    assert_eq!(temporaries(&gw, &[first_pid, killed_pid, dead]), Vec::<String>::new());
     assert!(gw.router_log().contains("removed a leftover of a previous run"));
 }
 
