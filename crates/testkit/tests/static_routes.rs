@@ -111,7 +111,9 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
     let echo: Value = http.get(format!("{}/demo/deep/k", gw.router_url)).fetch_json().await;
     assert_eq!((echo["app"].as_str(), echo["uri"].as_str()), (Some("alpha"), Some("/k")));
 
-    // A malformed file is refused with the field named, and the routes keep serving.
+    // A malformed file is refused with the field named, and the routes keep serving. (Two whole
+    // rounds first, so that the version taken is the one the good edit settled on.)
+    gw.wait_for_polls(2, T).await;
     let version = gw.routes_version().await;
     std::fs::write(
         routes_file(&gw),
