@@ -41,17 +41,22 @@ async fn two_tasks_on_one_host_never_receive_each_others_requests() {
     let (_b, url_b) = gw.routed_task("beta").await;
     let http = http_client();
     let mut peers = [BTreeSet::new(), BTreeSet::new()];
-    let mut calls = Vec::new();
-    for i in 0..40 {
-        for (k, (name, url)) in [("alpha", &url_a), ("beta", &url_b)].into_iter().enumerate() {
-            let (http, url) = (http.clone(), format!("{url}echo/{name}/{i}"));
-            calls.push(tokio::spawn(async move { (k, name, i, echo(&http, &url).await) }));
+    // Four waves of ten concurrent requests per task: both tasks' requests interleave within a
+    // wave, and between waves the proxy holds idle connections it can reuse (all 40 at once could
+    // need 40 connections however the pool is keyed).
+    for wave in 0..4 {
+        let mut calls = Vec::new();
+        for i in wave * 10..wave * 10 + 10 {
+            for (k, (name, url)) in [("alpha", &url_a), ("beta", &url_b)].into_iter().enumerate() {
+                let (http, url) = (http.clone(), format!("{url}echo/{name}/{i}"));
+                calls.push(tokio::spawn(async move { (k, name, i, echo(&http, &url).await) }));
+            }
         }
-    }
-    for call in calls {
-        let (k, name, i, (app, uri, peer)) = tokio::time::timeout(T, call).await.unwrap().unwrap();
-        assert_eq!((app.as_str(), uri), (name, format!("/echo/{name}/{i}")), "request {i} for {name}");
-        peers[k].insert(peer);
+        for call in calls {
+            let (k, name, i, (app, uri, peer)) = tokio::time::timeout(T, call).await.unwrap().unwrap();
+            assert_eq!((app.as_str(), uri), (name, format!("/echo/{name}/{i}")), "request {i} for {name}");
+            peers[k].insert(peer);
+        }
     }
     // Connections were reused meanwhile, so a cache keyed wrongly would have shown above.
     for (name, p) in ["alpha", "beta"].iter().zip(&peers) {
