@@ -32,6 +32,10 @@ end
 -- /service/<A>/../<B>/ cannot reach A as /../B/ (nginx matches locations on the decoded URI,
 -- the routes use the raw one).
 function _M.has_dot_segment(uri)
+    -- A dot segment needs a '.', literal or percent-encoded: most URIs have neither.
+    if not uri:find(".", 1, true) and not uri:find("%", 1, true) then
+        return false
+    end
     local path = uri:match("^[^?#]*"):gsub("%%2[eE]", "."):gsub("%%2[fF]", "/"):gsub("%%5[cC]", "/"):gsub("\\", "/")
     for segment in (path .. "/"):gmatch("([^/]*)/") do
         if segment == "." or segment == ".." then

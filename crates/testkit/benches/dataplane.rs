@@ -39,9 +39,18 @@ async fn main() {
     let _backend = start_backend(dir.path(), backend_port).await;
     let backend: SocketAddr = format!("127.0.0.1:{backend_port}").parse().unwrap();
     println!("data-plane benchmark: one worker per proxy, backend nginx `return 200` on {backend}");
-    peers_side_by_side(dir.path(), backend).await;
-    churn_p99(backend).await;
-    endpoint_churn_and_reloads(backend).await;
+    // `DATAPLANE_SECTIONS=1,3` runs only those sections (all by default).
+    let sections = std::env::var("DATAPLANE_SECTIONS").unwrap_or_else(|_| "1,2,3".into());
+    let wanted = |n: &str| sections.split(',').any(|s| s.trim() == n);
+    if wanted("1") {
+        peers_side_by_side(dir.path(), backend).await;
+    }
+    if wanted("2") {
+        churn_p99(backend).await;
+    }
+    if wanted("3") {
+        endpoint_churn_and_reloads(backend).await;
+    }
 }
 
 // --- 1. peers ------------------------------------------------------------------------------

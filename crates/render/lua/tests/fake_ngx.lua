@@ -226,10 +226,14 @@ function _M.run(handler, ...)
     error(err, 0)
 end
 
--- Empties every shared dict.
+-- Empties every shared dict, and the auth module's per-worker memos (as a fresh worker would).
 function _M.flush()
     for _, dict in pairs(ngx.shared) do
         dict.flush_all()
+    end
+    local auth = package.loaded["clearml_auth"]
+    if auth then
+        auth.reset_worker_memos()
     end
 end
 

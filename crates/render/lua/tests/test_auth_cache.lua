@@ -153,4 +153,16 @@ t.test("a new token while ClearML fails: 503, never a cached refusal", function(
     t.eq(request(token), 200)
 end)
 
+t.test("the worker memo answers a fresh login without the shared cache, never past fresh", function()
+    local token = confirmed(3600, 0)
+    t.eq(request(token), 200, "read from the shared cache, remembered by the worker")
+    ngx.shared.clearml_auth:delete("t:" .. ngx.encode_base64(ngx.sha1_bin(token)))
+    t.eq(request(token), 200)
+    t.eq(subrequests, 1, "the memo answered while the decision is fresh")
+    now = now + 61
+    clearml.status, clearml.subcode = 401, 30
+    t.eq(request(token), 401, "past cache_ttl the memo is not used: ClearML is asked again")
+    t.eq(subrequests, 2)
+end)
+
 t.done()
