@@ -16,8 +16,25 @@ function _M.split_service_uri(uri)
     return uri:match("^/service/([^/?]*)(.*)$")
 end
 
+-- While this worker shuts down after a reload (it closes each connection once the response is
+-- sent), tell keep-alive clients so, so that they open a new connection instead of sending their
+-- next request into this one. Done in the access phase: a header filter phase would cost every
+-- request several microseconds.
+function _M.reconnect_hint()
+    if ngx.worker.exiting() then
+        ngx.header["Connection"] = "close"
+    end
+end
+
+-- access_by_lua of the static routes' location.
+function _M.static_access()
+    _M.reconnect_hint()
+    return static.access()
+end
+
 -- access_by_lua for /service/: pick the route, strip the /service/<id> prefix from the raw URI.
 function _M.access()
+    _M.reconnect_hint()
     if static.has_dot_segment(ngx.var.request_uri) then
         return pages.bad_path()
     end
@@ -58,16 +75,6 @@ function _M.peer_host(host)
         return "[" .. host .. "]"
     end
     return host
-end
-
--- header_filter_by_lua: the affinity cookie of static routes; and while this worker shuts down
--- after a reload (it closes each connection once the response is sent), say so, so that a
--- keep-alive client opens a new connection instead of sending its next request into this one.
-function _M.header_filter()
-    static.header_filter()
-    if ngx.worker.exiting() then
-        ngx.header["Connection"] = "close"
-    end
 end
 
 -- balancer_by_lua: connect to the address access picked for this request.

@@ -101,7 +101,7 @@ function _M.pick_target(name, route)
     end
     local n = state:incr("rr:" .. name, 1, 0) or 0
     local i = (n % #targets) + 1
-    ngx.ctx.clearml_set_cookie = cookie_name .. "=" .. _M.affinity_key(name, targets[i]) .. _M.cookie_attributes(route)
+    _M.add_response_cookie(cookie_name .. "=" .. _M.affinity_key(name, targets[i]) .. _M.cookie_attributes(route))
     return i
 end
 
@@ -164,12 +164,9 @@ function _M.access()
     return pages.not_found()
 end
 
--- header_filter_by_lua: adds the affinity cookie next to the target's own cookies.
-function _M.header_filter()
-    local cookie = ngx.ctx.clearml_set_cookie
-    if not cookie then
-        return
-    end
+-- Adds a Set-Cookie to the response. Set in the access phase, it is sent next to the target's
+-- own cookies (nginx appends the upstream's headers), so no header filter runs per request.
+function _M.add_response_cookie(cookie)
     local existing = ngx.header["Set-Cookie"]
     if existing == nil then
         ngx.header["Set-Cookie"] = cookie

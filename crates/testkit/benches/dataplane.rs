@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gateway_core::routes_file::{HttpEntry, RoutesDoc, StaticDoc};
+use gateway_testkit::cpu;
 use gateway_testkit::wrk::{self, WrkResult};
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -59,6 +60,8 @@ struct Peer {
     name: &'static str,
     url: String,
     headers: Vec<String>,
+    /// The process whose CPU time (with its children's: nginx workers) the peer costs.
+    pid: u32,
     _process: Option<Child>,
 }
 
@@ -131,6 +134,7 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         name: "nginx (keep-alive)",
         url: format!("http://127.0.0.1:{port}/"),
         headers: vec![],
+        pid: child.id().unwrap(),
         _process: Some(child),
     });
 
@@ -150,6 +154,7 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         name: "HAProxy",
         url: format!("http://127.0.0.1:{port}/"),
         headers: vec![],
+        pid: child.id().unwrap(),
         _process: Some(child),
     });
 
@@ -173,6 +178,7 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         name: "Caddy",
         url: format!("http://127.0.0.1:{port}/"),
         headers: vec![],
+        pid: child.id().unwrap(),
         _process: Some(child),
     });
 
@@ -184,10 +190,12 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
     let task = gw.http_task("backend", backend);
     let url = gw.wait_for_key(&task, "endpoint", T).await;
     let token = gw.emulator.mint_token("user-1", Duration::from_secs(3600));
+    let pid_file = gw.proxy.as_ref().unwrap().pid_file();
     let gateway = Peer {
         name: "gateway (auth, cache hit)",
         url,
         headers: vec![format!("Authorization: Bearer {token}")],
+        pid: std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap(),
         _process: None,
     };
 
@@ -196,27 +204,35 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         wrk::run(&peer.url, CONNECTIONS, 1, &peer.headers).await;
     }
     let mut results: BTreeMap<&str, Vec<WrkResult>> = BTreeMap::new();
+    // CPU microseconds the proxy's processes spent per request, per round.
+    let mut cpu: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for _ in 0..ROUNDS {
         for peer in peers.iter().chain([&gateway]) {
+            let before = cpu::tree_seconds(peer.pid);
             let r = wrk::run(&peer.url, CONNECTIONS, SECONDS, &peer.headers).await;
+            let used = cpu::tree_seconds(peer.pid) - before;
             assert_eq!(r.errors, 0, "{}: wrk saw errors", peer.name);
+            cpu.entry(peer.name).or_default().push(used * 1e6 / r.requests as f64);
             results.entry(peer.name).or_default().push(r);
         }
     }
     let med = |name: &str, f: fn(&WrkResult) -> f64| median(results[name].iter().map(f).collect());
+    let med_cpu = |name: &str| median(cpu[name].clone());
     let g = gateway.name;
     println!(
         "\n1. throughput, wrk -t1 -c{CONNECTIONS} -d{SECONDS}s, {ROUNDS} interleaved rounds, medians\n\
-         | proxy | req/s | p50 ms | p99 ms | gateway / this (req/s) | gateway's added p50 / p99 ms |\n|---|---|---|---|---|---|"
+         | proxy | req/s | p50 ms | p99 ms | CPU us/request | gateway / this (req/s) | this / gateway (CPU per request) | gateway's added p50 / p99 ms |\n|---|---|---|---|---|---|---|---|"
     );
     for peer in peers.iter().chain([&gateway]) {
         let n = peer.name;
         println!(
-            "| {n} | {:.0} | {:.3} | {:.3} | {:.2} | {:+.3} / {:+.3} |",
+            "| {n} | {:.0} | {:.3} | {:.3} | {:.1} | {:.2} | {:.2} | {:+.3} / {:+.3} |",
             med(n, |r| r.requests_per_second),
             med(n, |r| r.p50_ms),
             med(n, |r| r.p99_ms),
+            med_cpu(n),
             med(g, |r| r.requests_per_second) / med(n, |r| r.requests_per_second),
+            med_cpu(n) / med_cpu(g),
             med(g, |r| r.p50_ms) - med(n, |r| r.p50_ms),
             med(g, |r| r.p99_ms) - med(n, |r| r.p99_ms),
         );

@@ -2,6 +2,7 @@
 //! sample task apps, and the demo. The integration tests and benchmarks in this crate drive the
 //! real router binary against these and the ClearML emulator.
 
+pub mod cpu;
 pub mod demo;
 pub mod local_proxy;
 pub mod paths;

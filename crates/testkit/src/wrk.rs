@@ -9,6 +9,8 @@ pub struct WrkResult {
     pub p99_ms: f64,
     /// Non-2xx/3xx answers plus socket errors (connect, read, write, timeout).
     pub errors: u64,
+    /// Requests completed in the run.
+    pub requests: u64,
 }
 
 /// `wrk -t1 -c<connections> -d<seconds>s --latency` against `url`, with extra headers.
@@ -34,7 +36,9 @@ fn parse(text: &str) -> Option<WrkResult> {
     let socket: u64 = after("Socket errors:")
         .map(|v| v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum())
         .unwrap_or(0);
-    Some(WrkResult { requests_per_second, mean_ms, p50_ms, p99_ms, errors: non_2xx + socket })
+    // "  95000 requests in 5.00s, 10.00MB read"
+    let requests = text.lines().find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok())?;
+    Some(WrkResult { requests_per_second, mean_ms, p50_ms, p99_ms, errors: non_2xx + socket, requests })
 }
 
 /// wrk's durations: "812.00us", "1.20ms", "2.00s".
@@ -58,6 +62,7 @@ mod tests {
         let text = "Running 5s test @ http://x/\n  1 threads and 16 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   812.00us  100.00us   5.00ms   90.00%\n    Req/Sec    19.00k     1.00k   20.00k    70.00%\n  Latency Distribution\n     50%  790.00us\n     75%  850.00us\n     90%  900.00us\n     99%    1.20ms\n  95000 requests in 5.00s, 10.00MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 4\nRequests/sec:  19000.00\nTransfer/sec:      2.00MB\n";
         let r = super::parse(text).unwrap();
         assert_eq!(r.requests_per_second, 19000.0);
+        assert_eq!(r.requests, 95000);
         assert!((r.mean_ms - 0.812).abs() < 1e-9 && (r.p50_ms - 0.79).abs() < 1e-9 && r.p99_ms == 1.2);
         assert_eq!(r.errors, 7);
     }

@@ -70,10 +70,10 @@ end)
 
 t.test("a worker shutting down after a reload tells keep-alive clients to reconnect", function()
     fake.new_request({})
-    router.header_filter()
+    router.reconnect_hint()
     t.eq(ngx.header["Connection"], nil)
     ngx.worker.exiting = function() return true end
-    router.header_filter()
+    router.reconnect_hint()
     ngx.worker.exiting = function() return false end
     t.eq(ngx.header["Connection"], "close")
 end)

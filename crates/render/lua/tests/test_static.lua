@@ -56,15 +56,15 @@ t.test("load balanced: round robin sets the cookie; the cookie keeps its target"
     for i = 1, 3 do
         fake.new_request({})
         picks[i] = static.pick_target("lb", route)
-        t.yes(ngx.ctx.clearml_set_cookie:find("clearml_affinity_lb=" .. static.affinity_key("lb", TARGETS[picks[i]]), 1, true))
+        t.yes(ngx.header["Set-Cookie"]:find("clearml_affinity_lb=" .. static.affinity_key("lb", TARGETS[picks[i]]), 1, true))
     end
     t.eq({ picks[1] ~= picks[2], picks[1] == picks[3] }, { true, true })
     fake.new_request({ cookie_clearml_affinity_lb = static.affinity_key("lb", TARGETS[2]) })
     t.eq(static.pick_target("lb", route), 2)
-    t.eq(ngx.ctx.clearml_set_cookie, nil)
+    t.eq(ngx.header["Set-Cookie"], nil)
     fake.new_request({ cookie_clearml_affinity_lb = "stale" })
     static.pick_target("lb", route)
-    t.yes(ngx.ctx.clearml_set_cookie ~= nil, "a stale cookie is replaced")
+    t.yes(ngx.header["Set-Cookie"] ~= nil, "a stale cookie is replaced")
 end)
 
 t.test("access: the prefix is stripped and a target picked", function()
@@ -96,14 +96,14 @@ t.test("a websocket goes to the relay with its target", function()
     t.eq({ ngx.var.clearml_static_name, ngx.var.clearml_static_peer }, { "my-app", "10.0.0.4 80" })
 end)
 
-t.test("header_filter adds the affinity cookie to the target's cookies", function()
+t.test("add_response_cookie keeps the cookies already set", function()
     fake.new_request({})
-    ngx.ctx.clearml_set_cookie = "a=1"
-    static.header_filter()
+    static.add_response_cookie("a=1")
     t.eq(ngx.header["Set-Cookie"], "a=1")
-    ngx.header["Set-Cookie"] = "theirs=2"
-    static.header_filter()
-    t.eq(ngx.header["Set-Cookie"], { "theirs=2", "a=1" })
+    static.add_response_cookie("b=2")
+    t.eq(ngx.header["Set-Cookie"], { "a=1", "b=2" })
+    static.add_response_cookie("c=3")
+    t.eq(ngx.header["Set-Cookie"], { "a=1", "b=2", "c=3" })
 end)
 
 t.test("dot segments are refused before a route is chosen, also encoded", function()
