@@ -34,7 +34,9 @@ impl Cidr {
         let cidr = Self { network, prefix };
         let masked = cidr.masked(network);
         if masked != network {
-            return Err(format!("{raw:?} has bits set after the /{prefix} prefix; did you mean {masked}/{prefix}?"));
+            return Err(format!(
+                "{raw:?} has bits set after the /{prefix} prefix; did you mean {masked}/{prefix}?"
+            ));
         }
         Ok(cidr)
     }

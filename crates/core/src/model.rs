@@ -441,7 +441,10 @@ mod tests {
         assert!(policy.check("10.2.3.4", p).is_ok());
         assert!(policy.check("fd12::5", p).is_ok());
         let err = policy.check("192.168.1.5", p).unwrap_err().0;
-        assert_eq!(err, "address 192.168.1.5 is outside ROUTER_TASK_TARGET_NETWORKS (10.0.0.0/8, fd00::/8); refused");
+        assert_eq!(
+            err,
+            "address 192.168.1.5 is outside ROUTER_TASK_TARGET_NETWORKS (10.0.0.0/8, fd00::/8); refused"
+        );
         // The SSRF rules still come first.
         assert!(policy.check("169.254.169.254", p).unwrap_err().0.contains("SSRF"));
     }

@@ -122,10 +122,7 @@ impl RateLimit {
                 "burst" => limit.burst = Some(value.trim().parse::<u32>().map_err(|_| number())?),
                 "key" => limit.key = Some(value.trim().to_owned()),
                 other => {
-                    return Err(invalid(format!(
-                        "{:?} is not rps, burst or key",
-                        display_untrusted(other)
-                    )))
+                    return Err(invalid(format!("{:?} is not rps, burst or key", display_untrusted(other))))
                 }
             }
         }

@@ -291,14 +291,13 @@ mod tests {
 
     #[test]
     fn the_file_has_one_route_per_line_and_reads_back() {
-        let entry =
-            |port| HttpEntry {
-                host: "10.0.0.1".into(),
-                port,
-                task: "t".into(),
-                strip_prefix: port != 2,
-                rate_limit: (port == 3).then(|| RateLimit::parse_setting("rps=2").unwrap()),
-            };
+        let entry = |port| HttpEntry {
+            host: "10.0.0.1".into(),
+            port,
+            task: "t".into(),
+            strip_prefix: port != 2,
+            rate_limit: (port == 3).then(|| RateLimit::parse_setting("rps=2").unwrap()),
+        };
         for n in [0, 1, 3] {
             let doc = RoutesDoc {
                 version: "v".into(),

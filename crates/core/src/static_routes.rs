@@ -286,8 +286,12 @@ impl RawRoute {
         if !self.load_balanced && targets.len() > 1 {
             return Err(invalid("targets: a route that is not load balanced has at most one fixed target"));
         }
-        let rate_limit =
-            self.rate_limit.as_ref().map(RateLimit::from_raw).transpose().map_err(|e| field("rate_limit", e))?;
+        let rate_limit = self
+            .rate_limit
+            .as_ref()
+            .map(RateLimit::from_raw)
+            .transpose()
+            .map_err(|e| field("rate_limit", e))?;
         Ok(StaticRoute {
             name,
             location,
@@ -491,7 +495,12 @@ mod tests {
     use serde_json::json;
 
     fn policy() -> TargetPolicy {
-        TargetPolicy { allow_loopback: false, proxy_ports: vec![8080], self_addresses: vec![], allowed_networks: vec![] }
+        TargetPolicy {
+            allow_loopback: false,
+            proxy_ports: vec![8080],
+            self_addresses: vec![],
+            allowed_networks: vec![],
+        }
     }
 
     fn doc(v: serde_json::Value) -> RoutesFileDoc {

@@ -392,22 +392,34 @@ mod tests {
         assert_eq!(plain.structural, limited.structural, "a limit must not change nginx config");
         assert_ne!(plain.routes_version, limited.routes_version);
         let text = String::from_utf8(limited.routes.bytes.clone()).unwrap();
-        assert!(text.contains(r#""rate_limit":{"requests_per_second":20.0,"burst":40,"key":"client"}"#), "{text}");
+        assert!(
+            text.contains(r#""rate_limit":{"requests_per_second":20.0,"burst":40,"key":"client"}"#),
+            "{text}"
+        );
 
         let conf = conf_text(&plain);
         assert!(!conf.contains("set_real_ip_from") && !conf.contains("proxy_protocol"), "{conf}");
-        assert!(!conf.contains("$proxy_add_x_forwarded_for"), "a client's X-Forwarded-For is never passed on");
+        assert!(
+            !conf.contains("$proxy_add_x_forwarded_for"),
+            "a client's X-Forwarded-For is never passed on"
+        );
         let mut trusting = layout();
         trusting.client_address = ClientAddressLayout {
             trusted_proxies: gateway_core::cidr::Cidr::parse_list("10.0.0.0/8,fd00::/8").unwrap(),
             proxy_protocol: false,
         };
         let conf = conf_text(&render(&trusting, &table(&[1])).unwrap());
-        assert!(conf.contains("    set_real_ip_from 10.0.0.0/8;\n    set_real_ip_from fd00::/8;\n"), "{conf}");
+        assert!(
+            conf.contains("    set_real_ip_from 10.0.0.0/8;\n    set_real_ip_from fd00::/8;\n"),
+            "{conf}"
+        );
         assert!(conf.contains("real_ip_header X-Forwarded-For;") && conf.contains("real_ip_recursive on;"));
         trusting.client_address.proxy_protocol = true;
         let conf = conf_text(&render(&trusting, &table(&[1])).unwrap());
-        assert!(conf.contains("default_server proxy_protocol;") && conf.contains("real_ip_header proxy_protocol;"));
+        assert!(
+            conf.contains("default_server proxy_protocol;")
+                && conf.contains("real_ip_header proxy_protocol;")
+        );
     }
 
     #[test]

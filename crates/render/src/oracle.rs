@@ -37,7 +37,12 @@ fn layout() -> Layout {
 }
 
 fn policy() -> TargetPolicy {
-    TargetPolicy { allow_loopback: false, proxy_ports: vec![8080, 18080, 18081], self_addresses: vec![], allowed_networks: vec![] }
+    TargetPolicy {
+        allow_loopback: false,
+        proxy_ports: vec![8080, 18080, 18081],
+        self_addresses: vec![],
+        allowed_networks: vec![],
+    }
 }
 
 /// A task document (JSON) as `tasks.get_all` returns it, read and rendered.

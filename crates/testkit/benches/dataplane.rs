@@ -238,7 +238,13 @@ fn table_doc(backend: SocketAddr, version: usize) -> RoutesDoc {
             };
             (
                 format!("{:032x}", i + 1),
-                HttpEntry { host, port, task: format!("{:032x}", i + 1), strip_prefix: true, rate_limit: None },
+                HttpEntry {
+                    host,
+                    port,
+                    task: format!("{:032x}", i + 1),
+                    strip_prefix: true,
+                    rate_limit: None,
+                },
             )
         })
         .collect();

@@ -41,8 +41,7 @@ pub(super) fn traffic(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Traf
     let task_rate_limit = e.take(rate_limit(raw.var(env::ROUTER_TASK_RATE_LIMIT), d.task_rate_limit));
     let trusted_proxies =
         e.take(cidrs(raw.var(env::ROUTER_TRUSTED_PROXIES), d.trusted_proxies, "10.0.0.0/8,192.168.1.10"));
-    let proxy_protocol =
-        e.take(super::parse::boolean(raw.var(env::ROUTER_PROXY_PROTOCOL), d.proxy_protocol));
+    let proxy_protocol = e.take(super::parse::boolean(raw.var(env::ROUTER_PROXY_PROTOCOL), d.proxy_protocol));
     let target_networks = e.take(cidrs(
         raw.var(env::ROUTER_TASK_TARGET_NETWORKS),
         d.task_target_networks,
@@ -52,8 +51,14 @@ pub(super) fn traffic(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Traf
         if trusted.is_empty() {
             e.check(Err(bad(
                 env::ROUTER_PROXY_PROTOCOL,
-                format!("is on but {} is empty, so no PROXY protocol header would be believed", env::ROUTER_TRUSTED_PROXIES),
-                format!("set {} to the load balancers that send it, e.g. 10.0.0.0/8", env::ROUTER_TRUSTED_PROXIES),
+                format!(
+                    "is on but {} is empty, so no PROXY protocol header would be believed",
+                    env::ROUTER_TRUSTED_PROXIES
+                ),
+                format!(
+                    "set {} to the load balancers that send it, e.g. 10.0.0.0/8",
+                    env::ROUTER_TRUSTED_PROXIES
+                ),
             )));
             return None;
         }
