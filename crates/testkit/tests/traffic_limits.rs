@@ -142,7 +142,7 @@ async fn a_static_route_limit_holds_across_its_targets_and_changes_without_a_rel
     }
 }
 
-/// Floods `url` from `clients` loops for `seconds`; returns (allowed, refused).
+/// Floods `url` from four keep-alive clients for `seconds`; returns (allowed, refused).
 async fn flood(url: &str, headers: &'static [(&'static str, &'static str)], seconds: u64) -> (u64, u64) {
     let allowed = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
