@@ -61,11 +61,19 @@ pub const ROUTER_UPSTREAM_KEEPALIVE: &str = "ROUTER_UPSTREAM_KEEPALIVE";
 pub const ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS: &str = "ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS";
 pub const ROUTER_OPERATOR_TOKEN_FILE: &str = "ROUTER_OPERATOR_TOKEN_FILE";
 pub const ROUTER_GATEWAY_TOKENS_FILE: &str = "ROUTER_GATEWAY_TOKENS_FILE";
+/// Default rate limit of task endpoints (`rps=20,burst=40,key=client`; unset: none).
+pub const ROUTER_TASK_RATE_LIMIT: &str = "ROUTER_TASK_RATE_LIMIT";
+/// Proxies (CIDRs) whose `X-Forwarded-For` or PROXY protocol header names the real client.
+pub const ROUTER_TRUSTED_PROXIES: &str = "ROUTER_TRUSTED_PROXIES";
+/// The HTTP listener expects the PROXY protocol (v1/v2) on every connection.
+pub const ROUTER_PROXY_PROTOCOL: &str = "ROUTER_PROXY_PROTOCOL";
+/// The networks (CIDRs) task and static route targets must be in; unset: any allowed address.
+pub const ROUTER_TASK_TARGET_NETWORKS: &str = "ROUTER_TASK_TARGET_NETWORKS";
 /// Read by clap for `--log-json`, not by the router's settings.
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
 /// Every variable the router's settings read; the rest of the environment is never read.
-pub const ALL: [&str; 43] = [
+pub const ALL: [&str; 47] = [
     ROUTER_NAME,
     ROUTER_URL,
     SERVER_PORT,
@@ -109,4 +117,8 @@ pub const ALL: [&str; 43] = [
     ROUTER_UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS,
     ROUTER_OPERATOR_TOKEN_FILE,
     ROUTER_GATEWAY_TOKENS_FILE,
+    ROUTER_TASK_RATE_LIMIT,
+    ROUTER_TRUSTED_PROXIES,
+    ROUTER_PROXY_PROTOCOL,
+    ROUTER_TASK_TARGET_NETWORKS,
 ];

@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
 
+use crate::cidr::Cidr;
+
 /// Why a value was refused; `Display` names the rule so operators can fix the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -234,6 +236,9 @@ pub struct TargetPolicy {
     pub proxy_ports: Vec<u16>,
     /// Addresses known to be the proxy host (ROUTER_URL host, TCP_ROUTER_ADDRESS, ...).
     pub self_addresses: Vec<IpAddr>,
+    /// The networks targets must be in (`ROUTER_TASK_TARGET_NETWORKS`); empty: any address the
+    /// rules above allow.
+    pub allowed_networks: Vec<Cidr>,
 }
 
 impl TargetPolicy {
@@ -255,6 +260,14 @@ impl TargetPolicy {
         if is_self && self.proxy_ports.contains(&port.get()) {
             return Err(invalid(format!(
                 "target {ip}:{port} is the proxy's own listener; refused to prevent a routing loop"
+            )));
+        }
+        if !self.allowed_networks.is_empty() && !self.allowed_networks.iter().any(|n| n.contains(ip)) {
+            let networks: Vec<String> = self.allowed_networks.iter().map(Cidr::to_string).collect();
+            return Err(invalid(format!(
+                "address {ip} is outside {} ({}); refused",
+                crate::env::ROUTER_TASK_TARGET_NETWORKS,
+                networks.join(", ")
             )));
         }
         Ok(Target(SocketAddr::new(ip, port.get())))
@@ -383,6 +396,7 @@ mod tests {
             allow_loopback: false,
             proxy_ports: vec![8080],
             self_addresses: vec!["10.0.0.1".parse().unwrap()],
+            allowed_networks: vec![],
         };
         let p = Port::new(8000).unwrap();
         assert!(policy.check("10.2.3.4", p).is_ok());
@@ -415,6 +429,24 @@ mod tests {
         assert!(demo.check("127.0.0.1", p).is_ok());
         assert!(demo.check("127.0.0.1", Port::new(8080).unwrap()).is_err());
         assert!(demo.check("169.254.169.254", p).is_err());
+    }
+
+    #[test]
+    fn targets_outside_the_allowed_networks_are_refused_with_the_setting_named() {
+        let policy = TargetPolicy {
+            allowed_networks: Cidr::parse_list("10.0.0.0/8, fd00::/8").unwrap(),
+            ..TargetPolicy::default()
+        };
+        let p = Port::new(8000).unwrap();
+        assert!(policy.check("10.2.3.4", p).is_ok());
+        assert!(policy.check("fd12::5", p).is_ok());
+        let err = policy.check("192.168.1.5", p).unwrap_err().0;
+        assert_eq!(
+            err,
+            "address 192.168.1.5 is outside ROUTER_TASK_TARGET_NETWORKS (10.0.0.0/8, fd00::/8); refused"
+        );
+        // The SSRF rules still come first.
+        assert!(policy.check("169.254.169.254", p).unwrap_err().0.contains("SSRF"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::model::{Invalid, Port, RouteId, Target, TargetPolicy};
+use crate::rate_limit::RateLimit;
 use crate::static_routes::{Access, Location, RouteName, RoutePath, StaticRoute, SubdomainLabel};
 use crate::table::{Attached, HttpRoute, RouteTable, ServedStatic, TcpRoute};
 
@@ -43,6 +44,9 @@ pub struct HttpEntry {
     /// Written only when false, so the common case keeps the table small.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub strip_prefix: bool,
+    /// `ROUTER_TASK_RATE_LIMIT`, per route; a limit that does not validate drops the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "optional_object")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +94,9 @@ pub struct StaticEntry {
     /// which task keeps a single-target route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<String>,
+    /// Across all of the route's targets; a limit that does not validate drops the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "optional_object")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn yes() -> bool {
@@ -104,6 +111,16 @@ fn is_true(b: &bool) -> bool {
 fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(de: D) -> Result<T, D::Error> {
     match Value::deserialize(de)? {
         value @ Value::Object(_) => T::deserialize(value).map_err(D::Error::custom),
+        _ => Err(D::Error::custom("expected a JSON object")),
+    }
+}
+
+/// An optional field that must be an object when present (serde alone would also build a struct
+/// from a list); null is absent.
+fn optional_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(de: D) -> Result<Option<T>, D::Error> {
+    match Value::deserialize(de)? {
+        Value::Null => Ok(None),
+        value @ Value::Object(_) => T::deserialize(value).map(Some).map_err(D::Error::custom),
         _ => Err(D::Error::custom("expected a JSON object")),
     }
 }
@@ -255,6 +272,7 @@ pub fn table_from_routes_file(bytes: &[u8]) -> RouteTable {
             load_balanced: entry.load_balanced,
             access: Access::Public,
             targets: vec![],
+            rate_limit: entry.rate_limit.clone(),
             enabled: true,
             created: None,
             updated: None,
@@ -273,8 +291,13 @@ mod tests {
 
     #[test]
     fn the_file_has_one_route_per_line_and_reads_back() {
-        let entry =
-            |port| HttpEntry { host: "10.0.0.1".into(), port, task: "t".into(), strip_prefix: port != 2 };
+        let entry = |port| HttpEntry {
+            host: "10.0.0.1".into(),
+            port,
+            task: "t".into(),
+            strip_prefix: port != 2,
+            rate_limit: (port == 3).then(|| RateLimit::parse_setting("rps=2").unwrap()),
+        };
         for n in [0, 1, 3] {
             let doc = RoutesDoc {
                 version: "v".into(),

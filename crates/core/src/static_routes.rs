@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{display_untrusted, invalid, Invalid, Port, Target, TargetPolicy};
+use crate::rate_limit::{RateLimit, RawRateLimit};
 
 /// Paths the gateway itself uses; a static route may not shadow them.
 const RESERVED_PATHS: &[&str] = &["/service", "/__clearml_auth", "/__clearml_router"];
@@ -175,6 +176,8 @@ pub struct StaticRoute {
     pub load_balanced: bool,
     pub access: Access,
     pub targets: Vec<Target>,
+    /// Requests per second per client, across all of the route's targets; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
     pub enabled: bool,
     pub created: Option<String>,
     pub updated: Option<String>,
@@ -200,6 +203,8 @@ pub struct RawRoute {
     pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RawRateLimit>,
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,12 +286,19 @@ impl RawRoute {
         if !self.load_balanced && targets.len() > 1 {
             return Err(invalid("targets: a route that is not load balanced has at most one fixed target"));
         }
+        let rate_limit = self
+            .rate_limit
+            .as_ref()
+            .map(RateLimit::from_raw)
+            .transpose()
+            .map_err(|e| field("rate_limit", e))?;
         Ok(StaticRoute {
             name,
             location,
             load_balanced: self.load_balanced,
             access,
             targets,
+            rate_limit,
             enabled: self.enabled,
             created: meta_text("created", &self.created)?,
             updated: meta_text("updated", &self.updated)?,
@@ -316,6 +328,7 @@ impl StaticRoute {
             access,
             groups,
             targets: self.targets.iter().map(Target::to_string).collect(),
+            rate_limit: self.rate_limit.clone().map(RawRateLimit::from),
             enabled: self.enabled,
             created: self.created.clone(),
             updated: self.updated.clone(),
@@ -393,6 +406,7 @@ pub fn from_server(route: &serde_json::Value, policy: &TargetPolicy) -> Result<S
         access: None,
         groups: Vec::new(),
         targets: Vec::new(),
+        rate_limit: None,
         enabled: route.get("enabled").and_then(serde_json::Value::as_bool).unwrap_or(true),
         created: None,
         updated: None,
@@ -481,7 +495,12 @@ mod tests {
     use serde_json::json;
 
     fn policy() -> TargetPolicy {
-        TargetPolicy { allow_loopback: false, proxy_ports: vec![8080], self_addresses: vec![] }
+        TargetPolicy {
+            allow_loopback: false,
+            proxy_ports: vec![8080],
+            self_addresses: vec![],
+            allowed_networks: vec![],
+        }
     }
 
     fn doc(v: serde_json::Value) -> RoutesFileDoc {
@@ -492,14 +511,17 @@ mod tests {
     fn a_valid_file_round_trips() {
         let d = doc(json!({"routes": [
             {"name": "demo", "path": "/demo/", "load_balanced": true, "groups": ["ml"],
-             "targets": ["10.0.0.5:8000", "[fd00::1]:80"], "created": "2026-01-01T00:00:00Z"},
+             "targets": ["10.0.0.5:8000", "[fd00::1]:80"], "created": "2026-01-01T00:00:00Z",
+             "rate_limit": {"requests_per_second": 5, "burst": 10, "key": "header:X-Api-Key"}},
             {"name": "pub", "subdomain": "pub", "access": "public", "enabled": false},
         ]}));
         let routes = validate_doc(&d, &policy()).unwrap();
         assert_eq!(routes[0].location, Location::Path(RoutePath("/demo".into())));
         assert_eq!(routes[0].targets.len(), 2);
         assert!(routes[0].enabled);
+        assert_eq!(routes[0].rate_limit.as_ref().map(|l| l.burst), Some(10));
         assert_eq!(routes[1].access, Access::Public);
+        assert_eq!(routes[1].rate_limit, None);
         for name in ["r.json", "r.yaml"] {
             let bytes = serialize_file(Path::new(name), &routes);
             let again = validate_doc(&parse_file(Path::new(name), &bytes).unwrap(), &policy()).unwrap();
@@ -531,6 +553,18 @@ mod tests {
             (json!({"name": "d", "path": "/d", "access": "open"}), "route d: access:"),
             (json!({"name": "d", "path": "/d", "access": "public", "groups": ["g"]}), "route d: groups:"),
             (json!({"name": "d", "path": "/d", "groups": ["a b"]}), "route d: groups:"),
+            (
+                json!({"name": "d", "path": "/d", "rate_limit": {"requests_per_second": 0}}),
+                "route d: rate_limit: requests_per_second:",
+            ),
+            (
+                json!({"name": "d", "path": "/d", "rate_limit": {"requests_per_second": 1, "burst": 0}}),
+                "route d: rate_limit: burst:",
+            ),
+            (
+                json!({"name": "d", "path": "/d", "rate_limit": {"requests_per_second": 1, "key": "header:a b"}}),
+                "route d: rate_limit: key:",
+            ),
         ];
         for (route, want) in cases {
             let err = validate_doc(&doc(json!({"routes": [route]})), &policy()).unwrap_err();

@@ -89,6 +89,8 @@ pub struct RouteTable {
     /// affinity cookie is `Secure`.
     pub router_host: String,
     pub secure_cookies: bool,
+    /// `ROUTER_TASK_RATE_LIMIT`: the limit of every task endpoint served at `/service/<id>/`.
+    pub task_rate_limit: Option<crate::rate_limit::RateLimit>,
 }
 
 /// One TCP endpoint with its port on the proxy.

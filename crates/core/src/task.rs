@@ -364,7 +364,12 @@ mod tests {
     }
 
     fn policy() -> TargetPolicy {
-        TargetPolicy { allow_loopback: false, proxy_ports: vec![8080], self_addresses: vec![] }
+        TargetPolicy {
+            allow_loopback: false,
+            proxy_ports: vec![8080],
+            self_addresses: vec![],
+            allowed_networks: vec![],
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 local balancer = require("ngx.balancer")
 local auth = require("clearml_auth")
 local pages = require("clearml_pages")
+local ratelimit = require("clearml_ratelimit")
 local static = require("clearml_static")
 local store = require("clearml_store")
 
@@ -45,9 +46,14 @@ function _M.access()
     end
     local uri = ngx.var.request_uri
     local id, rest = _M.split_service_uri(uri)
-    -- Login first, so that unauthenticated clients cannot probe which task ids exist.
+    local host, port, keep_prefix, limit = store.route(id)
+    -- The rate limit before the login check, so a flood never reaches ClearML; then the login,
+    -- before the 404, so that unauthenticated clients cannot probe which task ids exist.
+    limit = limit and ratelimit.parse(limit)
+    if limit then
+        ratelimit.check("t:" .. id, limit)
+    end
     auth.check(id)
-    local host, port, keep_prefix = store.route(id)
     if not host then
         return pages.not_found()
     end

@@ -266,16 +266,62 @@ function _M.static_target(raw)
 end
 
 ---------------------------------------------------------------------------------------------
+-- Rate limits (rate_limit.rs).
+
+-- A key: `client` or `header:<Name>`, the name 1-64 token characters but '_'.
+function _M.rate_key(key)
+    if key == "client" then
+        return true
+    end
+    local name = type(key) == "string" and key:match("^header:(.*)$")
+    return bounded_match(name, 64, "^[%w!#%$%%&'%*%+%-%.%^`|~]+$")
+end
+
+local RATE_FIELDS = { requests_per_second = true, burst = true, key = true }
+
+-- A route's `rate_limit`: false when absent or null, { rate, burst, key } when it validates,
+-- nil when it does not (the entry is then refused). null fields take their defaults, as serde's
+-- Option does.
+function _M.rate_limit(value)
+    if value == nil or value == cjson.null then
+        return false
+    end
+    if not _M.is_object(value) then
+        return nil
+    end
+    for field in pairs(value) do
+        if not RATE_FIELDS[field] then
+            return nil
+        end
+    end
+    local rate, burst, key = value.requests_per_second, value.burst, value.key
+    if type(rate) ~= "number" or not (rate >= 0.001 and rate <= 1000000) then
+        return nil
+    end
+    if burst == nil or burst == cjson.null then
+        burst = math.max(1, math.ceil(rate))
+    end
+    if key == nil or key == cjson.null then
+        key = "client"
+    end
+    if type(burst) ~= "number" or burst % 1 ~= 0 or burst < 1 or burst > 1000000 or not _M.rate_key(key) then
+        return nil
+    end
+    return { rate = rate, burst = burst, key = key }
+end
+
+---------------------------------------------------------------------------------------------
 -- Entries and the document.
 
--- A task endpoint: { host, port, strip_prefix }, or nil.
+-- A task endpoint: { host, port, strip_prefix, rate_limit (false: none) }, or nil.
 function _M.http_entry(id, entry)
     local ok = _M.route_id(id) and _M.is_object(entry) and _M.target_host(entry.host) and _M.port(entry.port)
         and absent_or(entry.task, "string") and absent_or(entry.strip_prefix, "boolean")
-    if not ok then
+    local limit = ok and _M.rate_limit(entry.rate_limit)
+    if limit == nil or not ok then
         return nil
     end
-    return { host = entry.host, port = entry.port, strip_prefix = entry.strip_prefix ~= false }
+    return { host = entry.host, port = entry.port, strip_prefix = entry.strip_prefix ~= false, rate_limit = limit }
 end
 
 -- Whether a valid host of `hosts` names the route `name` (how a subdomain route is reached).
@@ -288,7 +334,7 @@ local function has_host(hosts, name)
     return false
 end
 
--- A static route: { prefix, targets, load_balanced, public, members }, or nil.
+-- A static route: { prefix, targets, load_balanced, public, members, rate_limit }, or nil.
 function _M.static_entry(name, entry, hosts)
     if not (_M.label(name) and _M.is_object(entry)) then
         return nil
@@ -301,7 +347,8 @@ function _M.static_entry(name, entry, hosts)
     local ok = type(prefix) == "string" and (entry.targets == nil or _M.is_list(entry.targets))
         and absent_or(entry.load_balanced, "boolean") and absent_or(entry.public, "boolean")
         and (members == nil or is_string_list(members)) and (entry.tasks == nil or is_string_list(entry.tasks))
-    if not ok then
+    local limit = ok and _M.rate_limit(entry.rate_limit)
+    if not ok or limit == nil then
         return nil
     end
     if prefix == "" and not has_host(hosts, name) or prefix ~= "" and not _M.route_path(prefix) then
@@ -319,6 +366,7 @@ function _M.static_entry(name, entry, hosts)
         load_balanced = entry.load_balanced == true,
         public = entry.public == true,
         members = members,
+        rate_limit = limit or nil,
     }
 end
 

@@ -4,6 +4,7 @@
 
 local auth = require("clearml_auth")
 local pages = require("clearml_pages")
+local ratelimit = require("clearml_ratelimit")
 local store = require("clearml_store")
 
 local _M = {}
@@ -111,6 +112,10 @@ function _M.serve(name, prefix, rest)
     local route = store.static_route(name)
     if not route then
         return pages.not_found()
+    end
+    -- Before the login check: a flood never reaches ClearML.
+    if route.rate_limit then
+        ratelimit.check("s:" .. name, route.rate_limit)
     end
     if route.public then
         auth.strip_credentials()

@@ -3,7 +3,7 @@
 -- The file is data: decoded with cjson and checked entry by entry (clearml_rules), never run.
 --
 -- Keys of the shared dict: "<route id>" -> "<host> <port>" (plus " keep" when the task serves
--- under /service/<id>/ itself), "s:<name>" -> a static route (JSON), "p:<path prefix>" and
+-- under /service/<id>/ itself, then " rl:<rate>:<burst>:<key>" when it has a rate limit), "s:<name>" -> a static route (JSON), "p:<path prefix>" and
 -- "h:<host>" -> the static route's name.
 
 local cjson = require("cjson.safe")
@@ -38,7 +38,12 @@ local function read_file(path)
 end
 
 local function route_value(route)
-    return route.host .. " " .. route.port .. (route.strip_prefix and "" or " keep")
+    local limit = route.rate_limit
+    local value = route.host .. " " .. route.port .. (route.strip_prefix and "" or " keep")
+    if limit then
+        value = value .. " rl:" .. limit.rate .. ":" .. limit.burst .. ":" .. limit.key
+    end
+    return value
 end
 
 -- The dict values, from the entries `rules.parse` kept.
@@ -339,14 +344,18 @@ end
 ---------------------------------------------------------------------------------------------
 -- Lookups for the request phases.
 
--- The task endpoint of a route id: host, port, keep_prefix; nil if there is none.
+-- The task endpoint of a route id: host, port, keep_prefix and its rate limit (the text after
+-- "rl:", clearml_ratelimit reads it; nil: none); nil if there is none.
 function _M.route(id)
     local value = rules.route_id(id) and routes:get(id)
     if not value then
         return nil
     end
-    local host, port, keep = value:match("^(%S+) (%d+) ?(%a*)$")
-    return host, tonumber(port), keep == "keep"
+    local host, port, rest = value:match("^(%S+) (%d+)(.*)$")
+    if rest == "" then
+        return host, tonumber(port), false, nil
+    end
+    return host, tonumber(port), rest:sub(1, 5) == " keep", rest:match(" rl:(.+)$")
 end
 
 -- Static routes this worker decoded, for the version they were decoded at: each is decoded

@@ -36,6 +36,8 @@ function _M.request_head(method, uri, headers, vars)
         end
     end
     lines[#lines + 1] = "X-Forwarded-Prefix: " .. vars.clearml_route_prefix
+    -- The client as realip determined it, as proxy_pass sends it (router.conf).
+    lines[#lines + 1] = "X-Real-IP: " .. vars.remote_addr
     lines[#lines + 1] = "X-Forwarded-For: " .. vars.remote_addr
     lines[#lines + 1] = "X-Forwarded-Proto: " .. vars.scheme
     lines[#lines + 1] = "X-Forwarded-Host: " .. (vars.http_host or "")

@@ -41,6 +41,7 @@ const LUA_MODULES: &[(&str, &str)] = &[
     ("clearml_gateway_tokens.lua", include_str!("../lua/clearml_gateway_tokens.lua")),
     ("clearml_jwt.lua", include_str!("../lua/clearml_jwt.lua")),
     ("clearml_pages.lua", include_str!("../lua/clearml_pages.lua")),
+    ("clearml_ratelimit.lua", include_str!("../lua/clearml_ratelimit.lua")),
     ("clearml_router.lua", include_str!("../lua/clearml_router.lua")),
     ("clearml_rules.lua", include_str!("../lua/clearml_rules.lua")),
     ("clearml_static.lua", include_str!("../lua/clearml_static.lua")),
@@ -66,6 +67,16 @@ pub struct Layout {
     pub upstream: UpstreamLayout,
     /// The TCP port range the proxy binds (first, last), when TCP endpoints are enabled.
     pub tcp_ports: Option<(u16, u16)>,
+    pub client_address: ClientAddressLayout,
+}
+
+/// Where the proxy learns the client's address: the peer, or what trusted proxies say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientAddressLayout {
+    /// Proxies whose `X-Forwarded-For` (or PROXY protocol header) is believed.
+    pub trusted_proxies: Vec<gateway_core::cidr::Cidr>,
+    /// The HTTP listener reads the PROXY protocol on every connection.
+    pub proxy_protocol: bool,
 }
 
 /// Connections from the proxy to task targets.
@@ -149,6 +160,7 @@ fn static_doc(table: &RouteTable) -> StaticDoc {
                 .collect(),
             load_balanced: served.route.load_balanced,
             public: matches!(served.route.access, Access::Public),
+            rate_limit: served.route.rate_limit.clone(),
             members: served.members.as_ref().map(|m| m.iter().cloned().collect()),
             tasks: served
                 .tasks
@@ -172,6 +184,7 @@ fn routes_doc(table: &RouteTable) -> RoutesDoc {
                 port: r.target.addr().port(),
                 task: r.task.to_string(),
                 strip_prefix: r.strip_prefix,
+                rate_limit: table.task_rate_limit.clone(),
             };
             (r.id.to_string(), entry)
         })
@@ -256,6 +269,10 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     ctx.insert("auth_api_https", &auth.api_url.starts_with("https://"));
     ctx.insert("auth_verify_tls", &auth.verify_tls);
     ctx.insert("ca_bundle", CA_BUNDLE);
+    let client = &layout.client_address;
+    let trusted: Vec<String> = client.trusted_proxies.iter().map(ToString::to_string).collect();
+    ctx.insert("trusted_proxies", &trusted);
+    ctx.insert("proxy_protocol", &client.proxy_protocol);
     render_template("router.conf", ROUTER_CONF_TEMPLATE, &ctx)
 }
 
@@ -330,6 +347,7 @@ mod tests {
             auth: AuthLayout::disabled(),
             upstream: UpstreamLayout::default(),
             tcp_ports: Some((10000, 10100)),
+            client_address: Default::default(),
         }
     }
 
@@ -357,6 +375,51 @@ mod tests {
         let conf = String::from_utf8(conf.bytes.clone()).unwrap();
         assert!(conf.contains(&a.config_hash));
         assert!(!conf.contains("10.0.0.1"));
+    }
+
+    fn conf_text(rendered: &Rendered) -> String {
+        let conf = rendered.structural.iter().find(|f| f.name == CONF_FILE).unwrap();
+        String::from_utf8(conf.bytes.clone()).unwrap()
+    }
+
+    #[test]
+    fn rate_limits_are_data_and_the_client_address_is_the_peer_unless_a_proxy_is_trusted() {
+        use gateway_core::rate_limit::RateLimit;
+        let plain = render(&layout(), &table(&[1])).unwrap();
+        let mut limited_table = table(&[1]);
+        limited_table.task_rate_limit = Some(RateLimit::parse_setting("rps=20,burst=40").unwrap());
+        let limited = render(&layout(), &limited_table).unwrap();
+        assert_eq!(plain.structural, limited.structural, "a limit must not change nginx config");
+        assert_ne!(plain.routes_version, limited.routes_version);
+        let text = String::from_utf8(limited.routes.bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""rate_limit":{"requests_per_second":20.0,"burst":40,"key":"client"}"#),
+            "{text}"
+        );
+
+        let conf = conf_text(&plain);
+        assert!(!conf.contains("set_real_ip_from") && !conf.contains("proxy_protocol"), "{conf}");
+        assert!(
+            !conf.contains("$proxy_add_x_forwarded_for"),
+            "a client's X-Forwarded-For is never passed on"
+        );
+        let mut trusting = layout();
+        trusting.client_address = ClientAddressLayout {
+            trusted_proxies: gateway_core::cidr::Cidr::parse_list("10.0.0.0/8,fd00::/8").unwrap(),
+            proxy_protocol: false,
+        };
+        let conf = conf_text(&render(&trusting, &table(&[1])).unwrap());
+        assert!(
+            conf.contains("    set_real_ip_from 10.0.0.0/8;\n    set_real_ip_from fd00::/8;\n"),
+            "{conf}"
+        );
+        assert!(conf.contains("real_ip_header X-Forwarded-For;") && conf.contains("real_ip_recursive on;"));
+        trusting.client_address.proxy_protocol = true;
+        let conf = conf_text(&render(&trusting, &table(&[1])).unwrap());
+        assert!(
+            conf.contains("default_server proxy_protocol;")
+                && conf.contains("real_ip_header proxy_protocol;")
+        );
     }
 
     #[test]

@@ -32,11 +32,17 @@ fn layout() -> Layout {
         auth: AuthLayout::disabled(),
         upstream: Default::default(),
         tcp_ports: Some((10000, 10100)),
+        client_address: Default::default(),
     }
 }
 
 fn policy() -> TargetPolicy {
-    TargetPolicy { allow_loopback: false, proxy_ports: vec![8080, 18080, 18081], self_addresses: vec![] }
+    TargetPolicy {
+        allow_loopback: false,
+        proxy_ports: vec![8080, 18080, 18081],
+        self_addresses: vec![],
+        allowed_networks: vec![],
+    }
 }
 
 /// A task document (JSON) as `tasks.get_all` returns it, read and rendered.

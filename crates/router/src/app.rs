@@ -33,6 +33,10 @@ pub fn layout(settings: &Settings, company_id: Option<String>) -> Layout {
             .router_address
             .as_ref()
             .map(|_| (settings.tcp.port_start.get(), settings.tcp.port_end.get())),
+        client_address: gateway_render::ClientAddressLayout {
+            trusted_proxies: settings.traffic.trusted_proxies.clone(),
+            proxy_protocol: settings.traffic.proxy_protocol,
+        },
     }
 }
 

@@ -134,6 +134,7 @@ impl StaticInputs {
     pub fn attach(&self, settings: &Settings, table: &mut RouteTable) {
         table.router_host = gateway_core::static_routes::router_host(&settings.router_url);
         table.secure_cookies = settings.auth.secure_cookies;
+        table.task_rate_limit = settings.traffic.task_rate_limit.clone();
         let empty_groups = Groups::new();
         let groups = self.groups.as_ref().map(|w| &w.good).unwrap_or(&empty_groups);
         let (routes, _) = merge_static_routes(self.server.as_deref(), self.file_routes());
@@ -214,6 +215,7 @@ pub fn target_policy(settings: &Settings) -> TargetPolicy {
         allow_loopback: settings.allow_loopback_targets,
         proxy_ports: settings.proxy_ports(),
         self_addresses: settings.self_addresses(),
+        allowed_networks: settings.traffic.target_networks.clone(),
     }
 }
 

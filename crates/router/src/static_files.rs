@@ -115,7 +115,12 @@ mod tests {
     use super::*;
 
     fn policy() -> TargetPolicy {
-        TargetPolicy { allow_loopback: false, proxy_ports: vec![8080], self_addresses: vec![] }
+        TargetPolicy {
+            allow_loopback: false,
+            proxy_ports: vec![8080],
+            self_addresses: vec![],
+            allowed_networks: vec![],
+        }
     }
 
     #[test]

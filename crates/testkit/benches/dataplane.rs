@@ -263,7 +263,13 @@ fn table_doc(backend: SocketAddr, version: usize) -> RoutesDoc {
             };
             (
                 format!("{:032x}", i + 1),
-                HttpEntry { host, port, task: format!("{:032x}", i + 1), strip_prefix: true },
+                HttpEntry {
+                    host,
+                    port,
+                    task: format!("{:032x}", i + 1),
+                    strip_prefix: true,
+                    rate_limit: None,
+                },
             )
         })
         .collect();

@@ -433,6 +433,7 @@ fn library_policy(allow_loopback: bool) -> TargetPolicy {
         allow_loopback,
         proxy_ports: vec![8080, 18080],
         self_addresses: vec!["10.9.9.9".parse::<IpAddr>().unwrap()],
+        allowed_networks: vec![],
     }
 }
 
@@ -505,6 +506,7 @@ fn layout(lua_dir: &Path) -> Layout {
         auth: AuthLayout::disabled(),
         upstream: Default::default(),
         tcp_ports: None,
+        client_address: Default::default(),
     }
 }
 

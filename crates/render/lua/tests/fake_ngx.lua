@@ -135,6 +135,7 @@ local ngx = {
         clearml_router_state = _M.shared_dict(),
         clearml_requests = _M.shared_dict(),
         clearml_auth = _M.shared_dict(),
+        clearml_ratelimit = _M.shared_dict(),
     },
     worker = { id = function() return 0 end, exiting = function() return false end },
     timer = { every = function() return true end },

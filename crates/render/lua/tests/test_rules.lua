@@ -1,5 +1,6 @@
 -- clearml_rules: the checks routes.json entries pass (pure; the fixtures test covers documents).
 local t = require("helper")
+local cjson = require("cjson.safe")
 local rules = require("clearml_rules")
 
 -- `check(value)` is true exactly for the values `cases` maps to true.
@@ -79,10 +80,27 @@ t.test("static targets are '<ip> <port>'", function()
 end)
 
 t.test("an http entry keeps its prefix only when strip_prefix is false", function()
-    t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80 }), { host = "10.0.0.1", port = 80, strip_prefix = true })
+    t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80 }), { host = "10.0.0.1", port = 80, strip_prefix = true, rate_limit = false })
     t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80, strip_prefix = false }).strip_prefix, false)
     t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80, strip_prefix = "no" }), nil)
     t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80.5 }), nil)
+end)
+
+t.test("rate limits take serde's defaults and refuse what rate_limit.rs refuses", function()
+    t.eq(rules.rate_limit(nil), false)
+    t.eq(rules.rate_limit(cjson.null), false)
+    t.eq(rules.rate_limit({ requests_per_second = 2.5 }), { rate = 2.5, burst = 3, key = "client" })
+    t.eq(rules.rate_limit({ requests_per_second = 1, burst = 5, key = "header:X-Api-Key" }),
+        { rate = 1, burst = 5, key = "header:X-Api-Key" })
+    for _, bad in ipairs({ { requests_per_second = 0 }, { requests_per_second = 1, burst = 0 },
+        { requests_per_second = 1, burst = 2.5 }, { requests_per_second = 1, key = "header:a_b" },
+        { requests_per_second = 1, key = "header:" .. string.rep("a", 65) }, { requests_per_second = 1, extra = 1 },
+        { 5 }, "fast" }) do
+        t.eq(rules.rate_limit(bad), nil, cjson.encode(bad))
+    end
+    local entry = rules.http_entry("abc", { host = "10.0.0.1", port = 80, rate_limit = { requests_per_second = 4 } })
+    t.eq(entry.rate_limit, { rate = 4, burst = 4, key = "client" })
+    t.eq(rules.http_entry("abc", { host = "10.0.0.1", port = 80, rate_limit = { requests_per_second = 0 } }), nil)
 end)
 
 t.test("a subdomain static route needs a valid host naming it", function()

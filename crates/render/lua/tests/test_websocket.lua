@@ -8,6 +8,7 @@ t.test("the upgrade request: client headers but the proxy's own, then the proxy'
         Upgrade = "websocket",
         ["Sec-WebSocket-Protocol"] = { "a", "b" },
         ["X-Forwarded-For"] = "forged",
+        ["X-Real-IP"] = "forged",
         ["x-clearml-user-id"] = "forged",
     }, {
         clearml_route_prefix = "/demo", remote_addr = "192.0.2.1", scheme = "https", http_host = "gw",
@@ -19,6 +20,7 @@ t.test("the upgrade request: client headers but the proxy's own, then the proxy'
         "Sec-WebSocket-Protocol: b",
         "Upgrade: websocket",
         "X-Forwarded-Prefix: /demo",
+        "X-Real-IP: 192.0.2.1",
         "X-Forwarded-For: 192.0.2.1",
         "X-Forwarded-Proto: https",
         "X-Forwarded-Host: gw",

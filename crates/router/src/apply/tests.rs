@@ -14,7 +14,12 @@ use gateway_core::tcp_ports::TcpPlan;
 
 fn table(tasks: &[Value]) -> RouteTable {
     let snapshot = Snapshot { tasks: tasks.to_vec(), company: None };
-    let policy = TargetPolicy { allow_loopback: false, proxy_ports: vec![8080], self_addresses: vec![] };
+    let policy = TargetPolicy {
+        allow_loopback: false,
+        proxy_ports: vec![8080],
+        self_addresses: vec![],
+        allowed_networks: vec![],
+    };
     let tcp = TcpPlan {
         router_address: Some("gw.example.com".into()),
         first_port: 10000,

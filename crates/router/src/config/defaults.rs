@@ -41,6 +41,13 @@ pub struct Defaults {
     /// How long such a connection may idle: below the 5 s of common app servers (uvicorn,
     /// Node), so the proxy closes first and never sends on a socket the task is closing.
     pub upstream_keepalive_timeout_seconds: f64,
+    /// `ROUTER_TASK_RATE_LIMIT`: empty, task endpoints are not limited.
+    pub task_rate_limit: &'static str,
+    /// `ROUTER_TRUSTED_PROXIES`: empty, the peer address is the client.
+    pub trusted_proxies: &'static str,
+    pub proxy_protocol: bool,
+    /// `ROUTER_TASK_TARGET_NETWORKS`: empty, any address the SSRF rules allow.
+    pub task_target_networks: &'static str,
 }
 
 impl Default for Defaults {
@@ -75,6 +82,10 @@ impl Default for Defaults {
             docker_socket: "/var/run/docker.sock",
             upstream_keepalive: 64,
             upstream_keepalive_timeout_seconds: 4.0,
+            task_rate_limit: "",
+            trusted_proxies: "",
+            proxy_protocol: false,
+            task_target_networks: "",
         }
     }
 }

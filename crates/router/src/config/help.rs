@@ -36,6 +36,21 @@ pub fn help() -> String {
             env::ROUTER_GATEWAY_TOKENS_FILE.to_owned(),
             "gateway token registry (hashes only; key beside it); enables /api/gateway-tokens".to_owned(),
         ),
+        (
+            env::ROUTER_TASK_RATE_LIMIT.to_owned(),
+            "rate limit of each task endpoint, e.g. rps=20,burst=40,key=client (default: none)".to_owned(),
+        ),
+        (
+            format!("{}, {}", env::ROUTER_TRUSTED_PROXIES, env::ROUTER_PROXY_PROTOCOL),
+            format!(
+                "CIDRs whose X-Forwarded-For names the client (default: none); read the PROXY protocol instead (default {})",
+                d.proxy_protocol
+            ),
+        ),
+        (
+            env::ROUTER_TASK_TARGET_NETWORKS.to_owned(),
+            "CIDRs task and static route targets must be in (default: any address the SSRF rules allow)".to_owned(),
+        ),
     ];
     let mut out =
         String::from("Configuration comes from the environment, with the enterprise router's names:\n");

@@ -9,6 +9,7 @@
 //! - `raw`, `parse`, `values`: reading and checking single variables;
 //! - `error`: the one-line [`ConfigError`] and the accumulator that keeps parsing after one;
 //! - `settings`: the validated [`Settings`] and how they are assembled;
+//! - `traffic`: rate limits, trusted proxies and target networks ([`TrafficSettings`]);
 //! - `help`: the configuration part of `--help`.
 
 mod defaults;
@@ -17,6 +18,7 @@ mod help;
 mod parse;
 mod raw;
 mod settings;
+mod traffic;
 mod values;
 
 #[cfg(test)]
@@ -29,4 +31,5 @@ pub use gateway_core::secret::Secret;
 pub use help::help;
 pub use raw::{RawEnv, Var};
 pub use settings::{AuthSettings, ProxySettings, Settings, TcpSettings};
+pub use traffic::TrafficSettings;
 pub use values::{queue_pattern_regex, LogLevel, QueueFilter, ReloaderKind};

@@ -12,6 +12,7 @@ use super::defaults::{default_login_url, default_web_host, Defaults};
 use super::error::{bad, ConfigError, Errors};
 use super::parse;
 use super::raw::RawEnv;
+use super::traffic::{traffic, TrafficSettings};
 use super::values::{LogLevel, QueueFilter, ReloaderKind};
 use gateway_core::env;
 
@@ -97,6 +98,7 @@ pub struct Settings {
     pub operator_token: Option<Secret>,
     /// The gateway token registry (JSON; its key beside it as `<file>.key`). `None`: no tokens.
     pub gateway_tokens_file: Option<PathBuf>,
+    pub traffic: TrafficSettings,
 }
 
 impl Settings {
@@ -185,6 +187,7 @@ fn assemble(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Settings> {
     let groups_file = e.take(parse::file(raw.var(env::ROUTER_GROUPS_FILE)));
     let operator_token = e.take(parse::token_file(raw.var(env::ROUTER_OPERATOR_TOKEN_FILE)));
     let gateway_tokens_file = e.take(parse::file(raw.var(env::ROUTER_GATEWAY_TOKENS_FILE)));
+    let traffic = traffic(raw, d, e);
     if let (Some(address), Some(token)) = (status_address, &operator_token) {
         e.check(check_status_exposure(address, token.is_some()));
     }
@@ -212,6 +215,7 @@ fn assemble(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Settings> {
         groups_file: groups_file?,
         operator_token: operator_token?,
         gateway_tokens_file: gateway_tokens_file?,
+        traffic: traffic?,
     })
 }
 

@@ -225,3 +225,32 @@ fn an_exposed_status_address_needs_the_operator_token() {
         env(&[("ROUTER_STATUS_ADDRESS", "0.0.0.0:18081"), ("ROUTER_OPERATOR_TOKEN_FILE", &path)]).unwrap();
     assert_eq!(s.operator_token.unwrap().expose(), "0123456789abcdef0123456789abcdef");
 }
+
+#[test]
+fn traffic_settings_parse_and_name_the_variable() {
+    let s = env(&[]).unwrap();
+    assert!(s.traffic.task_rate_limit.is_none() && s.traffic.trusted_proxies.is_empty());
+    assert!(!s.traffic.proxy_protocol && s.traffic.target_networks.is_empty());
+    let s = env(&[
+        ("ROUTER_TASK_RATE_LIMIT", "rps=20,burst=40,key=header:X-Api-Key"),
+        ("ROUTER_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.10"),
+        ("ROUTER_PROXY_PROTOCOL", "true"),
+        ("ROUTER_TASK_TARGET_NETWORKS", "10.1.0.0/16"),
+    ])
+    .unwrap();
+    assert_eq!(s.traffic.task_rate_limit.unwrap().burst, 40);
+    assert_eq!(s.traffic.trusted_proxies.len(), 2);
+    assert!(s.traffic.proxy_protocol);
+    assert_eq!(s.traffic.target_networks[0].to_string(), "10.1.0.0/16");
+    for (name, value, want) in [
+        ("ROUTER_TASK_RATE_LIMIT", "20", "rps=20,burst=40"),
+        ("ROUTER_TASK_RATE_LIMIT", "rps=0", "requests_per_second"),
+        ("ROUTER_TRUSTED_PROXIES", "10.0.0.1/8", "did you mean 10.0.0.0/8"),
+        ("ROUTER_TASK_TARGET_NETWORKS", "lan", "comma-separated CIDRs"),
+        ("ROUTER_PROXY_PROTOCOL", "true", "ROUTER_TRUSTED_PROXIES is empty"),
+    ] {
+        let errors = env(&[(name, value)]).unwrap_err();
+        let line = errors[0].to_string();
+        assert!(line.starts_with(name) && line.contains(want), "{line}");
+    }
+}
