@@ -169,7 +169,7 @@ pub enum Access {
 
 /// The autoscaling signal of a load-balanced route: the router publishes the replicas that the
 /// route's traffic asks for, `ceil(rps / target_rps_per_replica)` within `[min, max]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Autoscaling {
     pub target_rps_per_replica: f64,
     pub min_replicas: u32,
