@@ -401,6 +401,16 @@ pub fn operator_http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The headless browser of the page tests.
+pub fn chromium() -> &'static str {
+    for candidate in ["chromium", "chromium-browser"] {
+        if std::process::Command::new("which").arg(candidate).output().is_ok_and(|o| o.status.success()) {
+            return candidate;
+        }
+    }
+    panic!("chromium is not installed: run scripts/setup.sh");
+}
+
 pub async fn sample_app(name: &str) -> SocketAddr {
     gateway_testkit::sample_apps::start("127.0.0.1:0".parse().unwrap(), name).await.unwrap()
 }
