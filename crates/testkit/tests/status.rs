@@ -153,18 +153,7 @@ async fn status_page_renders_in_headless_chromium() {
     .await;
     let url = gw.status_url("/");
     let profile = tempfile::tempdir().unwrap();
-    let common_args = |cmd: &mut tokio::process::Command| {
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()));
-    };
-    let mut dump = tokio::process::Command::new(chromium());
-    common_args(&mut dump);
+    let mut dump = headless_chromium(profile.path());
     let out = dump.args(["--dump-dom", &url]).output().await.unwrap();
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -180,21 +169,7 @@ async fn status_page_renders_in_headless_chromium() {
     assert!(dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; notebook"), "{dom}");
     assert!(!dom.contains("<script>alert"), "{dom}");
 
-    let artifacts = gateway_testkit::paths::repo_root().join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("status-page.png");
-    let _ = std::fs::remove_file(&shot);
-    let mut screenshot = tokio::process::Command::new(chromium());
-    common_args(&mut screenshot);
-    let out = screenshot
-        .arg(format!("--screenshot={}", shot.display()))
-        .args(["--window-size=1280,1000", "--hide-scrollbars", &url])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());
+    screenshot(profile.path(), &url, "status-page.png", "1280,1000").await;
 }
 
 /// An agent in the task network, simulated: picks queued tasks from `queue`, runs an app that

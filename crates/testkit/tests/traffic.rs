@@ -231,46 +231,11 @@ async fn the_traffic_chart_moves_in_headless_chromium_after_requests() {
 
     let profile = tempfile::tempdir().unwrap();
     let page = gw.status_url("/");
-    let browser = |extra: Vec<String>| {
-        let mut cmd = tokio::process::Command::new(chromium());
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra);
-        cmd
-    };
     let dump = || async {
-        let out = browser(vec!["--dump-dom".into(), page.clone()]).output().await.unwrap();
+        let out = headless_chromium(profile.path()).args(["--dump-dom", &page]).output().await.unwrap();
         let dom = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success() && !dom.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
         dom
-    };
-    let artifacts = gateway_testkit::paths::repo_root().join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = |name: &'static str| {
-        let shot = artifacts.join(name);
-        let _ = std::fs::remove_file(&shot);
-        let mut cmd = browser(vec![
-            format!("--screenshot={}", shot.display()),
-            "--window-size=1280,1400".into(),
-            "--hide-scrollbars".into(),
-            page.clone(),
-        ]);
-        async move {
-            let out = cmd.output().await.unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            let png = std::fs::read(&shot).expect("screenshot written");
-            assert!(
-                png.starts_with(b"\x89PNG") && png.len() > 10_000,
-                "a real screenshot ({} bytes)",
-                png.len()
-            );
-        }
     };
     let requests_drawn = |dom: &str| -> f64 {
         // Each point is a 10 s bucket's rate; the newest one's rate is over the seconds it has.
@@ -289,7 +254,7 @@ async fn the_traffic_chart_moves_in_headless_chromium_after_requests() {
     assert!(before.contains("id=\"traffic\""), "the traffic table is on the page");
     let before_values = drawn(&before, "static/chart", "rps");
     assert_eq!(before_values.len(), 360, "an hour of 10 s points");
-    screenshot("traffic-before.png").await;
+    screenshot(profile.path(), &page, "traffic-before.png", "1280,1400").await;
 
     let http = http_client();
     for _ in 0..40 {
@@ -311,7 +276,7 @@ async fn the_traffic_chart_moves_in_headless_chromium_after_requests() {
         assert!(tokio::time::Instant::now() < deadline, "the chart never moved:\n{dom}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    screenshot("traffic-after.png").await;
+    screenshot(profile.path(), &page, "traffic-after.png", "1280,1400").await;
     // Drawn by the server: the page's own HTML, read without any browser, has the lines.
     let html = http_client().get(&page).send().await.unwrap().text().await.unwrap();
     assert!(!html.contains("<script"), "no JavaScript on the page");

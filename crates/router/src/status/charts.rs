@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use super::traffic_view::RouteSeries;
 use crate::traffic::Point;
 
 const WIDTH: f64 = 360.0;
@@ -70,20 +69,19 @@ fn chart(out: &mut String, route: &str, title: &str, unit: &str, lines: &[Line])
     out.push_str("</svg></figure>");
 }
 
-/// The charts of one route, as an HTML fragment (names escaped).
-pub fn route_charts(series: &RouteSeries) -> String {
-    let p = &series.points;
+/// The charts of route `route` (its key) from its hour series, as an HTML fragment (escaped).
+pub fn route_charts(route: &str, p: &[Point]) -> String {
     let mut out = String::new();
     chart(
         &mut out,
-        &series.route,
+        route,
         "Requests per second",
         " req/s",
         &[Line { metric: "rps", colour: "#1565c0", values: values(p, |p| Some(p.rps)) }],
     );
     chart(
         &mut out,
-        &series.route,
+        route,
         "Latency p50 / p99",
         " s",
         &[
@@ -93,7 +91,7 @@ pub fn route_charts(series: &RouteSeries) -> String {
     );
     chart(
         &mut out,
-        &series.route,
+        route,
         "Error rate (0-1)",
         "",
         &[Line { metric: "error_rate", colour: "#c62828", values: values(p, |p| p.error_rate) }],
@@ -118,14 +116,7 @@ mod tests {
 
     #[test]
     fn lines_carry_their_values_and_scale_to_the_largest() {
-        let series = RouteSeries {
-            route: "static/<x>".into(),
-            kind: "static",
-            name: "x".into(),
-            url: "http://gw/x".into(),
-            points: vec![point(0, 0.0), point(10, 2.0), point(20, 1.0)],
-        };
-        let html = route_charts(&series);
+        let html = route_charts("static/<x>", &[point(0, 0.0), point(10, 2.0), point(20, 1.0)]);
         assert!(
             html.contains(
                 "data-metric=\"rps\" data-series=\"0,2,1\" points=\"0.0,59.0 180.0,1.0 360.0,30.0\""

@@ -102,7 +102,7 @@ pub fn page_rows(status: &StatusData, store: &Store) -> Vec<PageRow> {
                 error_rate_300s: w300.error_rate.map(|e| format!("{:.1} %", e * 100.0)).unwrap_or("-".into()),
                 desired_replicas: t.desired_replicas,
                 targets: t.targets.clone(),
-                charts: super::charts::route_charts(&s),
+                charts: super::charts::route_charts(&s.route, &s.points),
                 route: s.route,
                 kind: s.kind,
                 name: s.name,
