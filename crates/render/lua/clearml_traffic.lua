@@ -56,9 +56,12 @@ local function rotate(now)
     second, current = now, {}
 end
 
--- Adds one request of route `key` that ended now and took `seconds`; returns the route's counts.
-local function add(key, status, seconds)
-    local now = ngx.time()
+local floor = math.floor
+
+-- Adds one request of route `key` that ended at `now` (ngx.now()) and took `seconds`; returns
+-- the route's counts.
+local function add(key, status, now, seconds)
+    now = floor(now)
     if now ~= second then
         rotate(now)
     end
@@ -118,7 +121,8 @@ function _M.record()
         key = static_keys[attempt.name]
     end
     local status = ngx.status
-    local r = add(key, status, ngx.now() - ngx.req.start_time())
+    local now = ngx.now()
+    local r = add(key, status, now, now - ngx.req.start_time())
     local host = ctx.clearml_host
     if host then
         add_target(r, address(host, ctx.clearml_port), status >= 500)
@@ -156,7 +160,8 @@ function _M.record_unavailable()
     if not key then
         return
     end
-    local r = add(key, ngx.status, ngx.now() - ngx.req.start_time())
+    local now = ngx.now()
+    local r = add(key, ngx.status, now, now - ngx.req.start_time())
     for _, a in ipairs(_M.upstream_addresses(ngx.var.upstream_addr)) do
         add_target(r, a, true)
     end

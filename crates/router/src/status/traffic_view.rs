@@ -67,7 +67,7 @@ pub struct PageRow {
     pub error_rate_300s: String,
     pub desired_replicas: Option<u32>,
     pub targets: Vec<crate::traffic::store::TargetView>,
-    /// The charts (server-rendered SVG, names escaped).
+    /// The charts (server-rendered SVG, names escaped); empty without traffic in the hour.
     pub charts: String,
 }
 
@@ -102,7 +102,13 @@ pub fn page_rows(status: &StatusData, store: &Store) -> Vec<PageRow> {
                 error_rate_300s: w300.error_rate.map(|e| format!("{:.1} %", e * 100.0)).unwrap_or("-".into()),
                 desired_replicas: t.desired_replicas,
                 targets: t.targets.clone(),
-                charts: super::charts::route_charts(&s.route, &s.points),
+                // Routes without a request in the hour get no charts (a page of many idle routes
+                // stays small).
+                charts: if s.points.iter().any(|p| p.requests > 0) {
+                    super::charts::route_charts(&s.route, &s.points)
+                } else {
+                    String::new()
+                },
                 route: s.route,
                 kind: s.kind,
                 name: s.name,
