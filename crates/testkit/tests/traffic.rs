@@ -179,6 +179,18 @@ async fn windows_and_desired_replicas_follow_a_known_request_pattern() {
     assert_eq!(m(format!("clearml_gateway_route_requests_total{{route=\"{a}\"}}")), 7.0);
     assert_eq!(m("clearml_gateway_route_requests_total{route=\"static/down\"}".into()), 3.0);
 
+    // The admin API refuses autoscaling on a route that is not load balanced, naming the field.
+    let refused = operator_http()
+        .post(gw.status_url("/api/static-routes"))
+        .json(&json!({"name": "single", "path": "/single", "targets": [fast.to_string()],
+                      "autoscaling": {"target_rps_per_replica": 1, "max_replicas": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let error = refused.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_owned();
+    assert!(error.starts_with("route single: autoscaling: only a load-balanced route"), "{error}");
+
     // The hour series: 360 points of 10 s, the requests in the newest ones.
     let series: Value = http_client().get(gw.status_url("/api/traffic")).fetch_json().await;
     assert_eq!(series["resolution_seconds"], 10);
