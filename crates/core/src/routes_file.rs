@@ -270,6 +270,7 @@ pub fn table_from_routes_file(bytes: &[u8]) -> RouteTable {
             name: route_name.clone(),
             location,
             load_balanced: entry.load_balanced,
+            autoscaling: None,
             access: Access::Public,
             targets: vec![],
             rate_limit: entry.rate_limit.clone(),

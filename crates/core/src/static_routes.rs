@@ -168,12 +168,74 @@ pub enum Access {
     Public,
 }
 
+/// The autoscaling signal of a load-balanced route: the router publishes the replicas that the
+/// route's traffic asks for, `ceil(rps / target_rps_per_replica)` within `[min, max]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Autoscaling {
+    pub target_rps_per_replica: f64,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+}
+
+// Validated: the target is finite (never NaN), so equality is total.
+impl Eq for Autoscaling {}
+
+/// Most replicas a route may ask for (a typo such as 10000 is refused, not published).
+const MAX_REPLICAS: u32 = 1000;
+
+impl Autoscaling {
+    /// The replicas `rps` requests per second ask for.
+    pub fn desired_replicas(&self, rps: f64) -> u32 {
+        let wanted = (rps / self.target_rps_per_replica).ceil();
+        let wanted =
+            if wanted.is_finite() && wanted > 0.0 { wanted.min(f64::from(MAX_REPLICAS)) as u32 } else { 0 };
+        wanted.clamp(self.min_replicas, self.max_replicas)
+    }
+}
+
+/// `autoscaling` as written in the file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutoscaling {
+    pub target_rps_per_replica: f64,
+    #[serde(default = "one")]
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl RawAutoscaling {
+    fn validate(&self) -> Result<Autoscaling, Invalid> {
+        let target = self.target_rps_per_replica;
+        if !(target.is_finite() && target > 0.0 && target <= 1e6) {
+            return Err(invalid(
+                "autoscaling.target_rps_per_replica: must be a number above 0 (at most 1000000)",
+            ));
+        }
+        if self.max_replicas == 0 || self.max_replicas > MAX_REPLICAS {
+            return Err(invalid(format!("autoscaling.max_replicas: must be 1-{MAX_REPLICAS}")));
+        }
+        if self.min_replicas > self.max_replicas {
+            return Err(invalid("autoscaling.min_replicas: must not exceed max_replicas"));
+        }
+        Ok(Autoscaling {
+            target_rps_per_replica: target,
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+        })
+    }
+}
+
 /// One validated static route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticRoute {
     pub name: RouteName,
     pub location: Location,
     pub load_balanced: bool,
+    pub autoscaling: Option<Autoscaling>,
     pub access: Access,
     pub targets: Vec<Target>,
     /// Requests per second per client, across all of the route's targets; `None`: unlimited.
@@ -196,6 +258,9 @@ pub struct RawRoute {
     pub subdomain: Option<String>,
     #[serde(default)]
     pub load_balanced: bool,
+    /// Load-balanced routes only: publishes the replicas the traffic asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<RawAutoscaling>,
     /// `authenticated` (default) or `public`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,
@@ -292,10 +357,20 @@ impl RawRoute {
             .map(RateLimit::from_raw)
             .transpose()
             .map_err(|e| field("rate_limit", e))?;
+        let autoscaling = match &self.autoscaling {
+            Some(_) if !self.load_balanced => {
+                return Err(invalid(
+                    "autoscaling: only a load-balanced route has replicas; set load_balanced",
+                ))
+            }
+            Some(a) => Some(a.validate()?),
+            None => None,
+        };
         Ok(StaticRoute {
             name,
             location,
             load_balanced: self.load_balanced,
+            autoscaling,
             access,
             targets,
             rate_limit,
@@ -325,6 +400,11 @@ impl StaticRoute {
             path,
             subdomain,
             load_balanced: self.load_balanced,
+            autoscaling: self.autoscaling.map(|a| RawAutoscaling {
+                target_rps_per_replica: a.target_rps_per_replica,
+                min_replicas: a.min_replicas,
+                max_replicas: a.max_replicas,
+            }),
             access,
             groups,
             targets: self.targets.iter().map(Target::to_string).collect(),
@@ -403,6 +483,7 @@ pub fn from_server(route: &serde_json::Value, policy: &TargetPolicy) -> Result<S
             .pointer("/load_balancer/enabled")
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false),
+        autoscaling: None,
         access: None,
         groups: Vec::new(),
         targets: Vec::new(),
@@ -505,6 +586,66 @@ mod tests {
 
     fn doc(v: serde_json::Value) -> RoutesFileDoc {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn autoscaling_is_validated_round_trips_and_clamps_the_desired_replicas() {
+        let route = |autoscaling: serde_json::Value, lb: bool| {
+            doc(
+                json!({"routes": [{"name": "lb", "path": "/lb", "load_balanced": lb, "autoscaling": autoscaling}]}),
+            )
+        };
+        let d = route(json!({"target_rps_per_replica": 2.5, "min_replicas": 2, "max_replicas": 4}), true);
+        let routes = validate_doc(&d, &policy()).unwrap();
+        let a = routes[0].autoscaling.unwrap();
+        assert_eq!((a.target_rps_per_replica, a.min_replicas, a.max_replicas), (2.5, 2, 4));
+        assert_eq!([0.0, 5.0, 7.6, 10.0, 100.0].map(|rps| a.desired_replicas(rps)), [2, 2, 4, 4, 4]);
+        let bytes = serialize_file(Path::new("r.json"), &routes);
+        assert_eq!(
+            validate_doc(&parse_file(Path::new("r.json"), &bytes).unwrap(), &policy()).unwrap(),
+            routes
+        );
+        let one =
+            validate_doc(&route(json!({"target_rps_per_replica": 1, "max_replicas": 9}), true), &policy());
+        assert_eq!(
+            one.unwrap()[0].autoscaling.unwrap().desired_replicas(0.0),
+            1,
+            "min_replicas defaults to 1"
+        );
+        for (autoscaling, lb, error) in [
+            (
+                json!({"target_rps_per_replica": 1, "max_replicas": 2}),
+                false,
+                "route lb: autoscaling: only a load-balanced",
+            ),
+            (
+                json!({"target_rps_per_replica": 0, "max_replicas": 2}),
+                true,
+                "route lb: autoscaling.target_rps_per_replica",
+            ),
+            (
+                json!({"target_rps_per_replica": 1, "max_replicas": 0}),
+                true,
+                "route lb: autoscaling.max_replicas",
+            ),
+            (
+                json!({"target_rps_per_replica": 1, "max_replicas": 5000}),
+                true,
+                "route lb: autoscaling.max_replicas",
+            ),
+            (
+                json!({"target_rps_per_replica": 1, "min_replicas": 3, "max_replicas": 2}),
+                true,
+                "route lb: autoscaling.min_replicas",
+            ),
+        ] {
+            let e = validate_doc(&route(autoscaling, lb), &policy()).unwrap_err();
+            assert!(e.0.starts_with(error), "{e:?}");
+        }
+        let unknown =
+            serde_json::from_value::<RoutesFileDoc>(json!({"routes": [{"name": "lb", "path": "/lb",
+            "autoscaling": {"target_rps_per_replica": 1, "max_replicas": 2, "target": 3}}]}));
+        assert!(unknown.unwrap_err().to_string().contains("unknown field `target`"));
     }
 
     #[test]

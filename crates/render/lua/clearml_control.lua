@@ -1,29 +1,12 @@
--- Control and status: request counts per route (log phase) and the loopback status endpoint the
--- router polls to confirm which structural config and routing table this proxy serves.
+-- Control and status: the loopback status endpoint the router polls to confirm which structural
+-- config and routing table this proxy serves (request counts come from clearml_traffic).
 
 local cjson = require("cjson.safe")
 local auth = require("clearml_auth")
 local store = require("clearml_store")
+local traffic = require("clearml_traffic")
 
 local _M = {}
-
-local requests = ngx.shared.clearml_requests
-
--- log_by_lua: count requests per route (read by the router for its metrics).
-function _M.count()
-    local id = ngx.ctx.clearml_route
-    if id then
-        requests:incr(id, 1, 0)
-    end
-end
-
-local function request_counts()
-    local counts = {}
-    for _, id in ipairs(requests:get_keys(1024)) do
-        counts[id] = requests:get(id)
-    end
-    return counts
-end
 
 -- The status document.
 function _M.report(config_hash)
@@ -37,7 +20,7 @@ function _M.report(config_hash)
         error = served.error,
         auth = auth.enabled() and "enabled" or "disabled",
         auth_stats = auth.stats(),
-        requests = request_counts(),
+        requests = traffic.totals(),
     }
 end
 

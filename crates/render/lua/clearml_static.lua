@@ -148,7 +148,7 @@ function _M.serve(name, prefix, rest)
     local ctx = ngx.ctx
     ctx.clearml_host = host
     ctx.clearml_port = tonumber(port)
-    ctx.clearml_static = { targets = route.targets, first = i, tries = 0 }
+    ctx.clearml_static = { name = name, targets = route.targets, first = i, tries = 0 }
 end
 
 -- access_by_lua for every path but /service/: the route of this host, else the longest static

@@ -46,6 +46,7 @@ const LUA_MODULES: &[(&str, &str)] = &[
     ("clearml_rules.lua", include_str!("../lua/clearml_rules.lua")),
     ("clearml_static.lua", include_str!("../lua/clearml_static.lua")),
     ("clearml_store.lua", include_str!("../lua/clearml_store.lua")),
+    ("clearml_traffic.lua", include_str!("../lua/clearml_traffic.lua")),
     ("clearml_websocket.lua", include_str!("../lua/clearml_websocket.lua")),
 ];
 

@@ -169,6 +169,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             status_address,
             &settings.router_url,
         ),
+        traffic: Default::default(),
     };
     let bound = server.spawn(status_address).await?;
     tracing::info!(address = %bound, "status page, API and metrics at http://{bound}/");

@@ -73,6 +73,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         static_admin: None,
         gateway_tokens: None,
         guard: clearml_router::status::guard::Guard::new(None, status_address, &settings.router_url),
+        traffic: Default::default(),
     }
     .spawn(status_address)
     .await?;

@@ -111,7 +111,17 @@ async fn metrics_expose_routes_applies_clearml_calls_and_per_route_requests() {
     for _ in 0..3 {
         assert_eq!(http_client().get(&url).send().await.unwrap().status(), 200);
     }
-    let text = http_client().get(gw.status_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // The proxy adds its per-worker counts to the totals once a second: wait for them.
+    let requests = format!("clearml_gateway_route_requests_total{{route=\"{good}\"}}");
+    let deadline = tokio::time::Instant::now() + T;
+    let text = loop {
+        let text = http_client().get(gw.status_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if series(&text).iter().any(|(n, v)| *n == requests && *v >= 3.0) {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let s = series(&text);
     assert_eq!(value(&s, "clearml_gateway_routes{kind=\"http\"}"), 1.0);
     assert_eq!(value(&s, "clearml_gateway_routes{kind=\"static\"}"), 1.0, "one routing, one disabled");
@@ -125,17 +135,8 @@ async fn metrics_expose_routes_applies_clearml_calls_and_per_route_requests() {
     );
     assert!(value(&s, "clearml_gateway_clearml_request_seconds_count{endpoint=\"tasks.get_all\"}") >= 1.0);
     assert_eq!(value(&s, "clearml_gateway_proxy_up"), 1.0);
-    assert_eq!(value(&s, &format!("clearml_gateway_route_requests_total{{route=\"{good}\"}}")), 3.0);
+    assert_eq!(value(&s, &requests), 3.0);
     assert!(text.contains("clearml_gateway_auth_cache_total{result=\"hit\"}"));
-}
-
-fn chromium() -> &'static str {
-    for candidate in ["chromium", "chromium-browser"] {
-        if std::process::Command::new("which").arg(candidate).output().is_ok_and(|o| o.status.success()) {
-            return candidate;
-        }
-    }
-    panic!("chromium is not installed: run scripts/setup.sh");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -152,18 +153,7 @@ async fn status_page_renders_in_headless_chromium() {
     .await;
     let url = gw.status_url("/");
     let profile = tempfile::tempdir().unwrap();
-    let common_args = |cmd: &mut tokio::process::Command| {
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()));
-    };
-    let mut dump = tokio::process::Command::new(chromium());
-    common_args(&mut dump);
+    let mut dump = headless_chromium(profile.path());
     let out = dump.args(["--dump-dom", &url]).output().await.unwrap();
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -179,21 +169,7 @@ async fn status_page_renders_in_headless_chromium() {
     assert!(dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; notebook"), "{dom}");
     assert!(!dom.contains("<script>alert"), "{dom}");
 
-    let artifacts = gateway_testkit::paths::repo_root().join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("status-page.png");
-    let _ = std::fs::remove_file(&shot);
-    let mut screenshot = tokio::process::Command::new(chromium());
-    common_args(&mut screenshot);
-    let out = screenshot
-        .arg(format!("--screenshot={}", shot.display()))
-        .args(["--window-size=1280,1000", "--hide-scrollbars", &url])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());
+    screenshot(profile.path(), &url, "status-page.png", "1280,1000").await;
 }
 
 /// An agent in the task network, simulated: picks queued tasks from `queue`, runs an app that

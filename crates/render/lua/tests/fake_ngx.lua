@@ -134,10 +134,11 @@ local ngx = {
         clearml_routes_text = _M.shared_dict(),
         clearml_router_state = _M.shared_dict(),
         clearml_requests = _M.shared_dict(),
+        clearml_traffic = _M.shared_dict(),
         clearml_auth = _M.shared_dict(),
         clearml_ratelimit = _M.shared_dict(),
     },
-    worker = { id = function() return 0 end, exiting = function() return false end },
+    worker = { id = function() return 0 end, pid = function() return 4242 end, exiting = function() return false end },
     timer = { every = function() return true end },
     sleep = function() end,
     now = function() return os.time() end,
@@ -178,6 +179,7 @@ end
 
 ngx.req = {
     get_method = function() return _M.request.method end,
+    start_time = function() return _M.request.start_time or ngx.now() end,
     get_headers = function() return _M.request.headers end,
     set_header = function(name, value) _M.request.headers[name] = value end,
     clear_header = function(name) _M.request.headers[name] = nil end,

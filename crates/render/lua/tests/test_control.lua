@@ -4,12 +4,15 @@ local fake = require("fake_ngx")
 local cjson = require("cjson.safe")
 local control = require("clearml_control")
 
-t.test("requests are counted per route; others are not", function()
+t.test("the report has the request totals the traffic flush counted", function()
     for _, route in ipairs({ "abc", "abc", "xyz", false }) do
         fake.new_request({})
+        ngx.status = 200
         ngx.ctx.clearml_route = route or nil
-        control.count()
+        require("clearml_traffic").record()
     end
+    t.eq(control.report("h").requests, {}, "nothing before the flush")
+    require("clearml_traffic").flush(true)
     t.eq(control.report("h").requests, { abc = 2, xyz = 1 })
 end)
 

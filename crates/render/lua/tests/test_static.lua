@@ -72,7 +72,7 @@ t.test("access: the prefix is stripped and a target picked", function()
     t.eq(fake.run(static.access), nil)
     t.eq({ ngx.var.clearml_upstream_uri, ngx.var.clearml_route_prefix }, { "/x?y=1", "/a/b" })
     t.eq({ ngx.ctx.clearml_host, ngx.ctx.clearml_port }, { "10.0.0.4", 80 })
-    t.eq(ngx.ctx.clearml_static, { targets = { "10.0.0.4 80" }, first = 1, tries = 0 })
+    t.eq(ngx.ctx.clearml_static, { name = "my-app", targets = { "10.0.0.4 80" }, first = 1, tries = 0 })
 end)
 
 t.test("access: a subdomain route owns every path of its host", function()

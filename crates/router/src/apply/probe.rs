@@ -28,7 +28,8 @@ pub struct ProxyStatus {
 #[derive(Debug, Clone)]
 pub struct ProxyProbe {
     http: reqwest::Client,
-    url: String,
+    /// `http://127.0.0.1:<control port>`.
+    base: String,
     port: u16,
     /// Asks through `docker exec` in the proxy container when the port is not reachable here.
     docker: Option<Arc<DockerProxy>>,
@@ -93,7 +94,7 @@ impl ProxyProbe {
             .expect("static client settings are valid");
         Self {
             http,
-            url: format!("http://127.0.0.1:{control_port}{STATUS_PATH}"),
+            base: format!("http://127.0.0.1:{control_port}"),
             port: control_port,
             docker: None,
             through_docker: Arc::default(),
@@ -111,14 +112,24 @@ impl ProxyProbe {
         self.ask(false).await
     }
 
+    /// Another document of the control listener (`path` with its query), read as `T`.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.ask_at(false, path).await
+    }
+
     async fn ask<T: serde::de::DeserializeOwned>(&self, post: bool) -> anyhow::Result<T> {
-        let request = if post { self.http.post(&self.url) } else { self.http.get(&self.url) };
+        self.ask_at(post, STATUS_PATH).await
+    }
+
+    async fn ask_at<T: serde::de::DeserializeOwned>(&self, post: bool, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let request = if post { self.http.post(&url) } else { self.http.get(&url) };
         let response = match (request.send().await, &self.docker) {
             (Ok(response), _) => response,
             (Err(e), Some(docker)) if e.is_connect() && !self.reaches_proxy(docker).await => {
-                return self.ask_inside(docker, post).await
+                return self.ask_inside(docker, post, path).await
             }
-            (Err(e), _) => return Err(e).with_context(|| format!("proxy control {} unreachable", self.url)),
+            (Err(e), _) => return Err(e).with_context(|| format!("proxy control {url} unreachable")),
         };
         response.error_for_status()?.json().await.context("proxy status is not the expected JSON")
     }
@@ -136,13 +147,13 @@ impl ProxyProbe {
         &self,
         docker: &DockerProxy,
         post: bool,
+        path: &str,
     ) -> anyhow::Result<T> {
         let container = docker.find().await?;
         let method = if post { "POST" } else { "GET" };
-        let cmd: Vec<String> =
-            ["bash", "-c", EXEC_REQUEST, "bash", &self.port.to_string(), method, STATUS_PATH]
-                .map(str::to_owned)
-                .into();
+        let cmd: Vec<String> = ["bash", "-c", EXEC_REQUEST, "bash", &self.port.to_string(), method, path]
+            .map(str::to_owned)
+            .into();
         let (code, answer) = docker.exec(&container, &cmd).await?;
         let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer.as_str(), ""));
         let status = head.lines().next().unwrap_or_default();

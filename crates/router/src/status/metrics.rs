@@ -127,6 +127,8 @@ pub fn render(input: &MetricsInput<'_>) -> String {
         );
     }
 
+    traffic(&mut out, s);
+
     family(&mut out, "clearml_gateway_proxy_up", "gauge", "1 if the proxy's control listener answered.");
     let _ = writeln!(out, "clearml_gateway_proxy_up {}", u8::from(input.proxy.is_some()));
     if let Some(proxy) = input.proxy {
@@ -153,6 +155,58 @@ pub fn render(input: &MetricsInput<'_>) -> String {
         }
     }
     out
+}
+
+/// The traffic windows of the live routes (task route ids; static routes as `static/<name>`).
+fn traffic(out: &mut String, s: &StatusData) {
+    let routes: Vec<(String, &crate::traffic::RouteTraffic)> = s
+        .http_routes
+        .iter()
+        .filter_map(|r| Some((r.id.clone(), r.traffic.as_ref()?)))
+        .chain(
+            s.static_routes
+                .iter()
+                .filter_map(|r| Some((crate::traffic::static_key(&r.name), r.traffic.as_ref()?))),
+        )
+        .collect();
+    type Figure = fn(&crate::traffic::store::WindowView) -> Option<f64>;
+    let rows: [(&str, &str, Figure); 4] = [
+        ("clearml_gateway_route_requests_window", "Requests in the window, per route.", |w| {
+            Some(w.requests as f64)
+        }),
+        ("clearml_gateway_route_request_seconds_mean_window", "Mean request time in the window.", |w| {
+            w.mean_seconds
+        }),
+        (
+            "clearml_gateway_route_request_seconds_p99_window",
+            "p99 request time in the window (histogram).",
+            |w| w.p99_seconds,
+        ),
+        ("clearml_gateway_route_errors_window", "Answers of 500 and above in the window.", |w| {
+            Some(w.errors as f64)
+        }),
+    ];
+    for (name, help, figure) in rows {
+        family(out, name, "gauge", help);
+        for (route, t) in &routes {
+            for (window, w) in &t.windows {
+                if let Some(v) = figure(w) {
+                    let _ = writeln!(out, "{name}{{route=\"{}\",window=\"{window}\"}} {v}", label(route));
+                }
+            }
+        }
+    }
+    family(
+        out,
+        "clearml_gateway_route_desired_replicas",
+        "gauge",
+        "Replicas an autoscaled static route asks for: ceil(rps over 60 s / target), within min and max.",
+    );
+    for (route, t) in &routes {
+        if let Some(n) = t.desired_replicas {
+            let _ = writeln!(out, "clearml_gateway_route_desired_replicas{{route=\"{}\"}} {n}", label(route));
+        }
+    }
 }
 
 type CountOf = fn(&super::state::ErrorCounts) -> u64;

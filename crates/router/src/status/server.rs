@@ -12,7 +12,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::metrics::{self, MetricsInput, ProxyCounters};
-use super::state::SharedStatus;
+use super::state::{SharedStatus, StatusData};
+use super::traffic_view;
 use crate::selftest::SelfTest;
 use clearml_api::ApiMetrics;
 
@@ -31,6 +32,8 @@ pub struct StatusServer {
     pub guard: Arc<super::guard::Guard>,
     /// Gateway tokens (`None`: not configured).
     pub gateway_tokens: Option<Arc<crate::gateway_tokens::TokenStore>>,
+    /// The proxy's traffic per route, read by a sampler that `spawn` starts.
+    pub traffic: crate::traffic::Traffic,
 }
 
 impl StatusServer {
@@ -42,6 +45,7 @@ impl StatusServer {
         Router::new()
             .route("/", get(page))
             .route("/api/status", get(status_json))
+            .route("/api/traffic", get(traffic_json))
             .route("/api/self-test", get(last_self_test).post(run_self_test))
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(|| async { "ok\n" }))
@@ -61,6 +65,7 @@ impl StatusServer {
             )
         })?;
         let bound = listener.local_addr()?;
+        tokio::spawn(crate::traffic::sample::run(self.probe.clone(), self.traffic.clone()));
         let app = self.router();
         tokio::spawn(async move {
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -74,17 +79,39 @@ impl StatusServer {
     async fn proxy_counters(&self) -> Option<ProxyCounters> {
         self.probe.status_as().await.ok()
     }
+
+    /// The status document with each route's traffic.
+    fn snapshot(&self) -> StatusData {
+        let mut status = self.status.snapshot();
+        self.traffic.read(|store| traffic_view::annotate(&mut status, store));
+        status
+    }
 }
 
 async fn page(State(server): State<StatusServer>) -> Response {
-    match super::page::render(&server.status.snapshot()) {
+    let status = server.snapshot();
+    let rows = server.traffic.read(|store| traffic_view::page_rows(&status, store));
+    match super::page::render(&status, &rows) {
         Ok(html) => Html(html).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("status page: {e}")).into_response(),
     }
 }
 
 async fn status_json(State(server): State<StatusServer>) -> Response {
-    Json(server.status.snapshot()).into_response()
+    Json(server.snapshot()).into_response()
+}
+
+/// The last hour of every live route, per 10 s.
+async fn traffic_json(State(server): State<StatusServer>) -> Response {
+    let status = server.status.snapshot();
+    let (settled, routes) =
+        server.traffic.read(|store| (store.settled(), traffic_view::series(&status, store)));
+    Json(serde_json::json!({
+        "resolution_seconds": crate::traffic::store::SERIES_RESOLUTION,
+        "settled": settled,
+        "routes": routes,
+    }))
+    .into_response()
 }
 
 async fn ready(State(server): State<StatusServer>) -> Response {
@@ -97,7 +124,7 @@ async fn ready(State(server): State<StatusServer>) -> Response {
 
 async fn metrics_text(State(server): State<StatusServer>) -> Response {
     let proxy = server.proxy_counters().await;
-    let status = server.status.snapshot();
+    let status = server.snapshot();
     let counters = server.status.counters();
     let api = server.api_metrics.snapshot();
     let body = metrics::render(&MetricsInput {

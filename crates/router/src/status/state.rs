@@ -51,6 +51,9 @@ pub struct HttpRouteView {
     pub task_name: String,
     pub task_link: String,
     pub owner: String,
+    /// Filled when the document is served (the traffic module's windows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::traffic::RouteTraffic>,
 }
 
 /// A task serving a static route.
@@ -76,11 +79,16 @@ pub struct StaticRouteView {
     /// target), `Pending` (changed in the file, not applied yet: shown by the admin API).
     pub status: String,
     pub load_balanced: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<gateway_core::static_routes::Autoscaling>,
     /// `public`, or `authenticated` with the allowed groups.
     pub access: String,
     pub groups: Vec<String>,
     pub targets: Vec<String>,
     pub tasks: Vec<LinkedTask>,
+    /// Filled when the document is served (the traffic module's windows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::traffic::RouteTraffic>,
     /// The definition as applied (the admin API compares it with the file to show `Pending`).
     #[serde(skip)]
     pub applied: Option<gateway_core::static_routes::RawRoute>,
@@ -250,6 +258,7 @@ impl SharedStatus {
                 task_name: r.task_name.clone(),
                 task_link: link(r.task.as_str()),
                 owner: r.user.clone(),
+                traffic: None,
             })
             .collect();
         data.tcp_routes = table
@@ -300,10 +309,12 @@ impl SharedStatus {
                     status: if served.is_some() && !targets.is_empty() { "Routing" } else { "Not In Use" }
                         .into(),
                     load_balanced: def.load_balanced,
+                    autoscaling: def.autoscaling,
                     access: access.into(),
                     groups,
                     targets,
                     tasks,
+                    traffic: None,
                     applied: Some(def.to_raw()),
                 }
             })

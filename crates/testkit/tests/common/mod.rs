@@ -402,6 +402,42 @@ pub fn operator_http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The headless browser of the page tests.
+pub fn chromium() -> &'static str {
+    for candidate in ["chromium", "chromium-browser"] {
+        if std::process::Command::new("which").arg(candidate).output().is_ok_and(|o| o.status.success()) {
+            return candidate;
+        }
+    }
+    panic!("chromium is not installed: run scripts/setup.sh");
+}
+
+/// Headless Chromium with the throwaway profile `profile`, for `--dump-dom` or `--screenshot`.
+pub fn headless_chromium(profile: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(chromium());
+    cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
+/// Saves a screenshot of `url` (window `size`, e.g. "1280,1000") as `test-artifacts/<name>` and
+/// checks that it is a real picture.
+pub async fn screenshot(profile: &Path, url: &str, name: &str, size: &str) {
+    let artifacts = gateway_testkit::paths::repo_root().join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join(name);
+    let _ = std::fs::remove_file(&shot);
+    let out = headless_chromium(profile)
+        .arg(format!("--screenshot={}", shot.display()))
+        .args([&format!("--window-size={size}"), "--hide-scrollbars", url])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());
+}
+
 pub async fn sample_app(name: &str) -> SocketAddr {
     gateway_testkit::sample_apps::start("127.0.0.1:0".parse().unwrap(), name).await.unwrap()
 }
