@@ -10,6 +10,7 @@ pub mod errors;
 pub mod gateway_token;
 pub mod model;
 pub mod reconcile;
+pub mod routers_seen;
 pub mod routes_file;
 pub mod secret;
 pub mod snapshot;

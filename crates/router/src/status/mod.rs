@@ -1,10 +1,12 @@
 //! The operator surface: what the router knows about itself, served as a page, JSON and metrics.
 
 pub mod admin;
+pub mod events;
 pub mod guard;
 pub mod metrics;
 pub mod page;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod tokens;
 
