@@ -129,15 +129,6 @@ async fn metrics_expose_routes_applies_clearml_calls_and_per_route_requests() {
     assert!(text.contains("clearml_gateway_auth_cache_total{result=\"hit\"}"));
 }
 
-fn chromium() -> &'static str {
-    for candidate in ["chromium", "chromium-browser"] {
-        if std::process::Command::new("which").arg(candidate).output().is_ok_and(|o| o.status.success()) {
-            return candidate;
-        }
-    }
-    panic!("chromium is not installed: run scripts/setup.sh");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_page_renders_in_headless_chromium() {
     let (gw, good, refused, _files) = gateway_with_tasks().await;
@@ -194,32 +185,6 @@ async fn status_page_renders_in_headless_chromium() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot ({} bytes)", png.len());
-}
-
-/// An agent in the task network, simulated: picks queued tasks from `queue`, runs an app that
-/// serves what the real test script serves, and asks for an endpoint the way the SDK does.
-fn simulated_agent(emulator: EmulatorHandle, queue: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let queued: Vec<String> = emulator
-                .tasks()
-                .into_iter()
-                .filter(|t| t["status"] == "queued" && t["execution"]["queue"] == queue.as_str())
-                .filter_map(|t| t["id"].as_str().map(str::to_owned))
-                .collect();
-            for id in queued {
-                let app = sample_app(&clearml_router::selftest::marker(&id)).await;
-                emulator.update_task(&id, |t| {
-                    t["status"] = json!("in_progress");
-                    t["last_worker"] = json!("sim-agent:0");
-                    t["runtime"] =
-                        json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "127.0.0.1", "_PORT": app.port()});
-                    t["system_tags"] = json!(["gateway-self-test", "external_service"]);
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
 }
 
 async fn run_test_command(gw: &Gateway, queue: &str, pickup: &str) -> (bool, String) {

@@ -465,3 +465,39 @@ pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&st
     );
     stdout
 }
+
+/// The Chromium binary (scripts/setup.sh installs it).
+pub fn chromium() -> &'static str {
+    for candidate in ["chromium", "chromium-browser"] {
+        if std::process::Command::new("which").arg(candidate).output().is_ok_and(|o| o.status.success()) {
+            return candidate;
+        }
+    }
+    panic!("chromium is not installed: run scripts/setup.sh");
+}
+
+/// An agent in the task network, simulated: picks queued tasks from `queue`, runs an app that
+/// serves what the real test script serves, and asks for an endpoint the way the SDK does.
+pub fn simulated_agent(emulator: EmulatorHandle, queue: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let queued: Vec<String> = emulator
+                .tasks()
+                .into_iter()
+                .filter(|t| t["status"] == "queued" && t["execution"]["queue"] == queue.as_str())
+                .filter_map(|t| t["id"].as_str().map(str::to_owned))
+                .collect();
+            for id in queued {
+                let app = sample_app(&clearml_router::selftest::marker(&id)).await;
+                emulator.update_task(&id, |t| {
+                    t["status"] = json!("in_progress");
+                    t["last_worker"] = json!("sim-agent:0");
+                    t["runtime"] =
+                        json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "127.0.0.1", "_PORT": app.port()});
+                    t["system_tags"] = json!(["gateway-self-test", "external_service"]);
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
