@@ -57,6 +57,7 @@ impl StatusServer {
             .merge(super::admin::routes(admin))
             .merge(tokens)
             .merge(super::session::routes(guard.clone()))
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path (see /api/openapi.json)") })
             .layer(axum::middleware::from_fn_with_state(guard, super::guard::gate))
     }
 
