@@ -5,6 +5,7 @@
 //! → `table` (the desired state) → `task` (reading a task, the runtime-key protocol) → `tcp_ports`
 //! (port allocation) → `reconcile` (building the table) → `routes_file` (the routes.json schema).
 
+pub mod cookie;
 pub mod env;
 pub mod errors;
 pub mod gateway_token;

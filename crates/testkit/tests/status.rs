@@ -144,14 +144,7 @@ async fn status_page_renders_in_headless_chromium() {
     let url = gw.status_url("/");
     let profile = tempfile::tempdir().unwrap();
     let common_args = |cmd: &mut tokio::process::Command| {
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()));
+        cmd.args(CHROMIUM_HEADLESS).arg(format!("--user-data-dir={}", profile.path().display()));
     };
     let mut dump = tokio::process::Command::new(chromium());
     common_args(&mut dump);

@@ -8,17 +8,23 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::Router;
 use futures_util::Stream;
 
-use super::server::StatusServer;
+use super::state::SharedStatus;
 
 /// How soon a page reconnects after the stream ended (it waits for a run to start).
 const RETRY: Duration = Duration::from_millis(500);
 
-pub async fn self_test_events(
-    State(server): State<StatusServer>,
+pub fn routes(status: SharedStatus) -> Router {
+    Router::new().route("/api/self-test/events", get(self_test_events)).with_state(status)
+}
+
+async fn self_test_events(
+    State(status): State<SharedStatus>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let updates = server.status.self_test_updates();
+    let updates = status.self_test_updates();
     // (receiver, first event sent, the last one sent was final)
     let stream =
         futures_util::stream::unfold((updates, false, false), |(mut rx, started, done)| async move {

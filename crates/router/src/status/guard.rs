@@ -26,7 +26,7 @@ use gateway_core::secret::Secret;
 pub struct Guard {
     token: Option<Secret>,
     hosts: Vec<String>,
-    pub sessions: super::session::Sessions,
+    pub sessions: super::sessions::Sessions,
 }
 
 /// What the guard let through: set on every request that passes, for the handlers.
@@ -62,7 +62,7 @@ impl Guard {
         if let Some(host) = router_url.split_once("://").and_then(|(_, rest)| rest.split('/').next()) {
             hosts.push(host_name(host).to_owned());
         }
-        Arc::new(Self { token, hosts, sessions: super::session::Sessions::new(secure_cookies) })
+        Arc::new(Self { token, hosts, sessions: super::sessions::Sessions::new(secure_cookies) })
     }
 
     pub fn has_token(&self) -> bool {
@@ -276,8 +276,8 @@ mod tests {
             assert_eq!(access, Access { operator: false, loopback: false }, "{method} {path}");
         }
         assert!(g.check(&Method::POST, "/api/self-test", &remote, REMOTE).is_err());
-        let id = g.sessions.create_for_test();
-        let cookie = format!("{}={id}", super::super::session::COOKIE);
+        let id = g.sessions.create();
+        let cookie = format!("{}={id}", super::super::sessions::COOKIE);
         let reader = headers(&[("host", "gw.example:18081"), ("cookie", &cookie)]);
         assert!(g.check(&Method::GET, "/api/status", &reader, REMOTE).unwrap().operator);
         // A write with the cookie needs this server's Origin.

@@ -6,7 +6,8 @@ pub mod guard;
 pub mod metrics;
 pub mod page;
 pub mod server;
-pub mod session;
+pub mod sessions;
+pub mod sign_in;
 pub mod state;
 pub mod tokens;
 

@@ -43,20 +43,21 @@ impl StatusServer {
             super::admin::AdminState { static_admin: self.static_admin.clone(), status: self.status.clone() };
         let guard = self.guard.clone();
         let tokens = super::tokens::routes(self.gateway_tokens.clone());
+        let events = super::events::routes(self.status.clone());
         Router::new()
             .route("/", get(page))
             .route("/console.js", get(console_js))
             .route("/api/openapi.json", get(openapi))
             .route("/api/status", get(status_json))
             .route("/api/self-test", get(last_self_test).post(run_self_test))
-            .route("/api/self-test/events", get(super::events::self_test_events))
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready))
             .with_state(self)
             .merge(super::admin::routes(admin))
             .merge(tokens)
-            .merge(super::session::routes(guard.clone()))
+            .merge(super::sign_in::routes(guard.clone()))
+            .merge(events)
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path (see /api/openapi.json)") })
             .layer(axum::middleware::from_fn_with_state(guard, super::guard::gate))
     }
@@ -194,7 +195,8 @@ mod tests {
             include_str!("server.rs"),
             include_str!("admin.rs"),
             include_str!("tokens.rs"),
-            include_str!("session.rs"),
+            include_str!("sign_in.rs"),
+            include_str!("events.rs"),
         ];
         let mut out = BTreeSet::new();
         for source in sources {

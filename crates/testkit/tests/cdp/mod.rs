@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{chromium, free_port, http_client, spawn_helper};
+use crate::common::{chromium, free_port, http_client, spawn_helper, CHROMIUM_HEADLESS};
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
@@ -56,20 +56,13 @@ impl Browser {
         let profile = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = std::process::Command::new(chromium());
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--window-size=1280,1400",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--remote-debugging-port={port}"))
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        cmd.args(CHROMIUM_HEADLESS)
+            .args(["--window-size=1280,1400", "--hide-scrollbars"])
+            .arg(format!("--remote-debugging-port={port}"))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         let process = spawn_helper(&mut cmd);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let ws_url = loop {

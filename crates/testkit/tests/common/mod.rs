@@ -466,6 +466,10 @@ pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&st
     stdout
 }
 
+/// The flags every test's Chromium runs with (headless, in a container, no first-run UI).
+pub const CHROMIUM_HEADLESS: [&str; 5] =
+    ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"];
+
 /// The Chromium binary (scripts/setup.sh installs it).
 pub fn chromium() -> &'static str {
     for candidate in ["chromium", "chromium-browser"] {
