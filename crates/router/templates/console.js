@@ -116,7 +116,9 @@
       await refreshRoutes();
     });
     cells.push(el("td", {}, [toggle]));
-    const state = route.status === "Routing" ? el("span", { class: "ok", text: "Routing" }) : route.status;
+    // Disabled routes say so; enabled ones show what the proxy does (Routing, Not In Use, Pending).
+    const state = !route.enabled ? "Disabled"
+      : route.status === "Routing" ? el("span", { class: "ok", text: "Routing" }) : route.status;
     cells.push(el("td", { class: "state" }, [state]));
     cells.push(el("td", { text: route.created || "" }));
     cells.push(el("td", { text: route.updated || "" }));

@@ -120,6 +120,7 @@ async fn console_adds_fixes_enables_disables_and_deletes_a_route_in_chromium() {
         .await;
     let demo = row("demo");
     assert_eq!(browser.eval(&format!("{demo}.querySelector('.toggle').checked")).await, false);
+    assert_eq!(browser.eval(&format!("{demo}.querySelector('.state').textContent")).await, "Disabled");
     assert_eq!(browser.eval(&format!("{demo}.querySelector('.edit').disabled")).await, false);
     assert_eq!(browser.eval(&format!("{demo}.cells[10].textContent")).await, "admin-api", "updated by");
 
@@ -139,7 +140,7 @@ async fn console_adds_fixes_enables_disables_and_deletes_a_route_in_chromium() {
     // Disabled, then deleted after the confirmation dialog.
     browser.click("#static-routes tr[data-route=\"demo\"] .toggle").await;
     browser
-        .wait_for(&format!("{demo}.querySelector('.state').textContent !== 'Routing' && !{demo}.querySelector('.edit').disabled"), "demo disabled")
+        .wait_for(&format!("{demo}.querySelector('.state').textContent === 'Disabled' && !{demo}.querySelector('.edit').disabled"), "demo disabled")
         .await;
     browser.click("#static-routes tr[data-route=\"demo\"] .delete").await;
     browser.wait_for(&format!("!{demo}"), "the demo row gone").await;

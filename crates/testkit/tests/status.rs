@@ -158,7 +158,7 @@ async fn status_page_renders_in_headless_chromium() {
         dom.contains(&refused) && dom.contains("link-local"),
         "the refused task and its reason are shown"
     );
-    assert!(dom.contains("models") && dom.contains("Routing") && dom.contains("Not In Use"), "{dom}");
+    assert!(dom.contains("models") && dom.contains("Routing") && dom.contains("Disabled"), "{dom}");
     // The hostile task name is text, not markup.
     assert!(dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; notebook"), "{dom}");
     assert!(!dom.contains("<script>alert"), "{dom}");

@@ -59,3 +59,61 @@ pub fn render(view: &PageView<'_>) -> Result<String, tera::Error> {
     ctx.insert("console", &console);
     tera.render("status.html", &ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::state::{RouterInfo, SharedStatus};
+    use serde_json::json;
+
+    fn status() -> StatusData {
+        SharedStatus::new(RouterInfo {
+            name: "edge".into(),
+            url: "https://gw.example".into(),
+            version: "1",
+            started_at: "2026-01-01T00:00:00Z".into(),
+            uptime_seconds: 0,
+            clearml_api: "http://api".into(),
+            clearml_web: "http://web".into(),
+            auth: "enabled",
+        })
+        .snapshot()
+    }
+
+    fn render_as(operator: bool, loopback: bool) -> String {
+        let status = status();
+        let routes = vec![json!({"name": "demo", "path": "/demo", "enabled": false, "status": "Not In Use",
+                                 "targets": ["10.0.0.5:80"], "updated_by": "<b>ops</b>"})];
+        let view = PageView {
+            status: &status,
+            access: Access { operator, loopback },
+            sign_in_enabled: true,
+            static_routes: Some(Ok(routes)),
+        };
+        render(&view).unwrap()
+    }
+
+    #[test]
+    fn off_loopback_without_a_session_only_the_sign_in_form_shows() {
+        let html = render_as(false, false);
+        assert!(html.contains("id=\"sign-in-form\""), "{html}");
+        assert!(!html.contains("static-routes") && !html.contains("Routed tasks"), "{html}");
+    }
+
+    #[test]
+    fn signed_in_the_tables_render_escaped_with_sign_out() {
+        let html = render_as(true, false);
+        assert!(html.contains("id=\"sign-out\"") && !html.contains("id=\"sign-in-form\""), "{html}");
+        assert!(html.contains("<tr data-route=\"demo\">"), "{html}");
+        assert!(html.contains("<td class=\"state\">Disabled</td>"), "{html}");
+        assert!(html.contains("&lt;b&gt;ops&lt;&#x2F;b&gt;") && !html.contains("<b>ops"), "{html}");
+        assert!(html.contains("data-operator=\"true\""));
+    }
+
+    #[test]
+    fn on_loopback_the_page_reads_without_signing_in() {
+        let html = render_as(false, true);
+        assert!(html.contains("id=\"sign-in-form\"") && html.contains("<tr data-route=\"demo\">"), "{html}");
+        assert!(html.contains("data-operator=\"false\""));
+    }
+}
