@@ -74,7 +74,7 @@ fn row(name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn console_adds_fixes_enables_disables_and_deletes_a_route_in_chromium() {
+async fn console_adds_fixes_enables_disables_edits_and_deletes_a_route_in_chromium() {
     let (gw, app, routes_file, _files) = gateway_with_routes_file().await;
     let browser = Browser::start().await;
     sign_in(&browser, &gw).await;
@@ -137,11 +137,24 @@ async fn console_adds_fixes_enables_disables_and_deletes_a_route_in_chromium() {
     gw.wait_for_status(&format!("{}/demo/", gw.router_url), 200, T).await;
     browser.screenshot(&artifact("2-routing.png")).await;
 
-    // Disabled, then deleted after the confirmation dialog.
+    // Disabled, edited, then deleted after the confirmation dialog.
     browser.click("#static-routes tr[data-route=\"demo\"] .toggle").await;
     browser
         .wait_for(&format!("{demo}.querySelector('.state').textContent === 'Disabled' && !{demo}.querySelector('.edit').disabled"), "demo disabled")
         .await;
+    // Disabled, it can be edited: the form comes prefilled and the name cannot change.
+    browser.click("#static-routes tr[data-route=\"demo\"] .edit").await;
+    browser.wait_for("!document.querySelector('#route-form').hidden", "the edit form").await;
+    assert_eq!(browser.eval("document.querySelector('#route-name').readOnly").await, true);
+    assert_eq!(browser.eval("document.querySelector('#route-location').value").await, "/demo");
+    assert_eq!(browser.eval("document.querySelector('#route-targets').value").await, app.to_string());
+    browser.eval("document.querySelector('#route-access').value = 'authenticated'").await;
+    browser.fill("#route-groups", "ml, ops").await;
+    browser.click("#route-save").await;
+    browser
+        .wait_for(&format!("{demo}.cells[4].textContent === 'authenticated: ml, ops'"), "the edited access")
+        .await;
+    assert!(std::fs::read_to_string(&routes_file).unwrap().contains("\"ops\""));
     browser.click("#static-routes tr[data-route=\"demo\"] .delete").await;
     browser.wait_for(&format!("!{demo}"), "the demo row gone").await;
     assert_eq!(browser.dialogs.lock().unwrap().as_slice(), ["Delete static route demo?"]);
