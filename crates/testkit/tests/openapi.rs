@@ -54,7 +54,7 @@ async fn the_operator_api_conforms_to_its_openapi_document_under_fuzzing() {
         .arg(gw.status_url("/api/openapi.json"))
         .args(["--checks", "all"])
         .args(["--header", &format!("Authorization: Bearer {OPERATOR_TOKEN}")])
-        .args(["--max-examples", "20", "--workers", "2", "--request-timeout", "20"])
+        .args(["--max-examples", "50", "--workers", "2", "--request-timeout", "20"])
         .args(["--generation-database", "none", "--no-color"])
         .args(["--report", "junit,ndjson", "--report-dir"])
         .arg(&report)
