@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import clearml, fastapi, 
   echo "setup: creating .venv with the clearml SDK, fastapi and uvicorn"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q "clearml>=2.1,<3" "fastapi>=0.100" "uvicorn>=0.29"
+  .venv/bin/pip install -q "clearml>=2.1,<3" "fastapi>=0.100" "uvicorn>=0.29" "schemathesis>=4,<5"
 fi
 echo "setup: ready (nginx $(nginx -v 2>&1 | sed 's/.*\///'), clearml $(.venv/bin/python -c 'import clearml; print(clearml.__version__)'))"
 

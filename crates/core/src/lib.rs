@@ -6,12 +6,14 @@
 //! (port allocation) → `reconcile` (building the table) → `routes_file` (the routes.json schema).
 
 pub mod cidr;
+pub mod cookie;
 pub mod env;
 pub mod errors;
 pub mod gateway_token;
 pub mod model;
 pub mod rate_limit;
 pub mod reconcile;
+pub mod routers_seen;
 pub mod routes_file;
 pub mod secret;
 pub mod snapshot;

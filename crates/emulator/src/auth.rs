@@ -158,14 +158,8 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, ApiError> {
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_string())
+    let values = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+    gateway_core::cookie::value(values, name).map(str::to_owned)
 }
 
 #[cfg(test)]

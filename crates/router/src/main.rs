@@ -168,6 +168,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             settings.operator_token.clone(),
             status_address,
             &settings.router_url,
+            settings.auth.secure_cookies,
         ),
         traffic: Default::default(),
     };

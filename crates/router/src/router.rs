@@ -409,6 +409,10 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             return;
         }
         let mut table = RouteTable::build_with(&snapshot, &self.policy, &self.tcp, &identity(&self.settings));
+        self.status.other_routers(gateway_core::routers_seen::other_routers(
+            &snapshot.tasks,
+            &identity(&self.settings),
+        ));
         self.static_routes.refresh(&self.policy);
         self.ask_server_static_routes().await;
         self.static_routes.attach(&self.settings, &mut table);

@@ -29,7 +29,8 @@ pub struct SelfTestReport {
     pub log: Vec<String>,
 }
 
-/// Where a report goes as it changes (the status page shows the running test).
+/// Where a report goes as it changes: at the start, with each log line, at the end (the status
+/// page streams the running test).
 pub type ReportSink = std::sync::Arc<dyn Fn(SelfTestReport) + Send + Sync>;
 
 /// What the test task serves, so the check knows it reached that task and not something else.
@@ -75,6 +76,7 @@ pub struct SelfTest {
 struct Run {
     report: SelfTestReport,
     started: Instant,
+    publish: ReportSink,
 }
 
 impl Run {
@@ -82,6 +84,7 @@ impl Run {
         let line = line.into();
         tracing::info!(self_test = %line);
         self.report.log.push(format!("{} {line}", rfc3339(SystemTime::now())));
+        (self.publish)(self.report.clone());
     }
 
     fn finish(mut self, passed: bool, message: &str, reason: Option<String>) -> SelfTestReport {
@@ -107,6 +110,7 @@ impl SelfTest {
                 ..SelfTestReport::default()
             },
             started: Instant::now(),
+            publish: self.publish.clone(),
         };
         (self.publish)(run.report.clone());
         let report = match self.create_and_enqueue(&mut run, queue, &task_name).await {

@@ -72,7 +72,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         self_test_lock: Default::default(),
         static_admin: None,
         gateway_tokens: None,
-        guard: clearml_router::status::guard::Guard::new(None, status_address, &settings.router_url),
+        guard: clearml_router::status::guard::Guard::new(
+            None,
+            status_address,
+            &settings.router_url,
+            settings.auth.secure_cookies,
+        ),
         traffic: Default::default(),
     }
     .spawn(status_address)

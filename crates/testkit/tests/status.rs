@@ -164,38 +164,12 @@ async fn status_page_renders_in_headless_chromium() {
         dom.contains(&refused) && dom.contains("link-local"),
         "the refused task and its reason are shown"
     );
-    assert!(dom.contains("models") && dom.contains("Routing") && dom.contains("Not In Use"), "{dom}");
+    assert!(dom.contains("models") && dom.contains("Routing") && dom.contains("Disabled"), "{dom}");
     // The hostile task name is text, not markup.
     assert!(dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; notebook"), "{dom}");
     assert!(!dom.contains("<script>alert"), "{dom}");
 
     screenshot(profile.path(), &url, "status-page.png", "1280,1000").await;
-}
-
-/// An agent in the task network, simulated: picks queued tasks from `queue`, runs an app that
-/// serves what the real test script serves, and asks for an endpoint the way the SDK does.
-fn simulated_agent(emulator: EmulatorHandle, queue: String) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let queued: Vec<String> = emulator
-                .tasks()
-                .into_iter()
-                .filter(|t| t["status"] == "queued" && t["execution"]["queue"] == queue.as_str())
-                .filter_map(|t| t["id"].as_str().map(str::to_owned))
-                .collect();
-            for id in queued {
-                let app = sample_app(&clearml_router::selftest::marker(&id)).await;
-                emulator.update_task(&id, |t| {
-                    t["status"] = json!("in_progress");
-                    t["last_worker"] = json!("sim-agent:0");
-                    t["runtime"] =
-                        json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "127.0.0.1", "_PORT": app.port()});
-                    t["system_tags"] = json!(["gateway-self-test", "external_service"]);
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
 }
 
 async fn run_test_command(gw: &Gateway, queue: &str, pickup: &str) -> (bool, String) {

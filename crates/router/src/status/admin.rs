@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::state::{SharedStatus, StaticRouteView};
+use super::state::{SharedStatus, StaticRouteView, StatusData};
 use crate::static_files::save_file;
 use gateway_core::model::TargetPolicy;
 use gateway_core::static_routes::{load_file, RawRoute, StaticRoute};
@@ -53,8 +54,57 @@ pub fn routes(state: AdminState) -> Router {
 /// A refused request: status and a one-line message (`{"error": ...}`).
 type Refused = (StatusCode, String);
 
+/// The fields of a route, as the API names them (the page shows an error beside its field).
+const FIELDS: [&str; 11] = [
+    "name",
+    "path",
+    "subdomain",
+    "load_balanced",
+    "access",
+    "groups",
+    "targets",
+    "enabled",
+    "created",
+    "updated_by",
+    "updated",
+];
+
+/// The field an error message is about: validation messages read `[route <name>: ]<field>: ...`
+/// (or `<field>[i]`); the first field named that way wins.
+fn field_of(message: &str) -> Option<&'static str> {
+    FIELDS
+        .iter()
+        .filter_map(|f| {
+            message
+                .match_indices(f)
+                .find(|(at, _)| {
+                    let before = &message[..*at];
+                    let after = &message[at + f.len()..];
+                    (before.is_empty() || before.ends_with(": ") || before.ends_with(", "))
+                        && (after.starts_with(':') || after.starts_with('[') || after.starts_with(','))
+                })
+                .map(|(at, _)| (at, *f))
+        })
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, f)| f)
+}
+
+/// `{"error": message, "field": <the field it is about, or null>}`.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    let message = message.into();
+    let field = field_of(&message);
+    (status, Json(json!({"error": message, "field": field}))).into_response()
+}
+
+/// A body that is not a route: 400 naming the field serde complained about, when it says.
+fn bad_body(rejection: JsonRejection) -> Response {
+    let status = match rejection {
+        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let text = rejection.body_text();
+    let field = FIELDS.iter().find(|f| text.contains(&format!("`{f}`")) || text.contains(&format!("{f}:")));
+    (status, Json(json!({"error": text, "field": field}))).into_response()
 }
 
 fn refused(status: StatusCode, message: impl Into<String>) -> Refused {
@@ -86,18 +136,24 @@ fn view(route: &StaticRoute, applied: Option<&StaticRouteView>) -> Value {
     v
 }
 
+/// The routes of the file with what the proxy serves for each (the list answer and the page).
+pub fn views(admin: &StaticAdmin, status: &StatusData) -> Result<Vec<Value>, String> {
+    let routes =
+        load_file(&admin.path, &admin.policy).map_err(|e| format!("the routes file is invalid: {e}"))?;
+    Ok(routes
+        .iter()
+        .map(|r| view(r, status.static_routes.iter().find(|v| v.name == r.name.as_str())))
+        .collect())
+}
+
 async fn list(State(server): State<AdminState>) -> Response {
     let Some(admin) = server.static_admin.clone() else { return not_configured() };
     let status = server.status.snapshot();
-    match load_file(&admin.path, &admin.policy) {
-        Ok(routes) => {
-            let views: Vec<Value> = routes
-                .iter()
-                .map(|r| view(r, status.static_routes.iter().find(|v| v.name == r.name.as_str())))
-                .collect();
+    match views(&admin, &status) {
+        Ok(views) => {
             Json(json!({"file": admin.path, "routes": views, "errors": status.static_errors})).into_response()
         }
-        Err(e) => error(StatusCode::CONFLICT, format!("the routes file is invalid: {e}")),
+        Err(e) => error(StatusCode::CONFLICT, e),
     }
 }
 
@@ -174,8 +230,12 @@ fn find<'a>(routes: &'a mut [RawRoute], name: &str) -> Result<&'a mut RawRoute, 
 async fn add(
     State(server): State<AdminState>,
     headers: HeaderMap,
-    Json(mut route): Json<RawRoute>,
+    body: Result<Json<RawRoute>, JsonRejection>,
 ) -> Response {
+    let mut route = match body {
+        Ok(Json(route)) => route,
+        Err(rejection) => return bad_body(rejection),
+    };
     let by = who(&headers);
     change(&server, StatusCode::CREATED, move |routes| {
         if routes.iter().any(|r| r.name == route.name) {
@@ -199,8 +259,12 @@ async fn edit(
     State(server): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    Json(mut route): Json<RawRoute>,
+    body: Result<Json<RawRoute>, JsonRejection>,
 ) -> Response {
+    let mut route = match body {
+        Ok(Json(route)) => route,
+        Err(rejection) => return bad_body(rejection),
+    };
     let by = who(&headers);
     change(&server, StatusCode::OK, move |routes| {
         let existing = find(routes, &name)?;
@@ -254,4 +318,28 @@ async fn remove(State(server): State<AdminState>, Path(name): Path<String>) -> R
         Ok(name)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn errors_name_the_field_they_are_about() {
+        let cases = [
+            ("route demo: targets: 169.254.169.254:80 is link-local", Some("targets")),
+            ("route demo: targets[1]: bad", Some("targets")),
+            ("name: a static route named \"x\" already exists", Some("name")),
+            ("route routes[0]: name: must not be empty", Some("name")),
+            ("route a: path, subdomain: set one of them, not both", Some("path")),
+            ("route a: subdomain: bad label", Some("subdomain")),
+            ("route a: groups: a public route has no allowed groups; remove them", Some("groups")),
+            ("route a: updated_by: too long", Some("updated_by")),
+            ("static route \"a\" is enabled and view-only; disable it before editing", None),
+            ("the routes file is invalid: ...", None),
+        ];
+        for (message, field) in cases {
+            assert_eq!(field_of(message), field, "{message}");
+        }
+    }
 }

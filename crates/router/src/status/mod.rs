@@ -2,10 +2,13 @@
 
 pub mod admin;
 pub mod charts;
+pub mod events;
 pub mod guard;
 pub mod metrics;
 pub mod page;
 pub mod server;
+pub mod sessions;
+pub mod sign_in;
 pub mod state;
 pub mod tokens;
 pub mod traffic_view;

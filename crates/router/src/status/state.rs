@@ -121,6 +121,8 @@ pub struct StatusData {
     /// Why the static routes or groups file is refused right now (the last good one serves).
     pub static_errors: Vec<String>,
     pub self_test: Option<SelfTestReport>,
+    /// Other routers serving tasks of the same ClearML (from the tasks' owner keys).
+    pub other_routers: Vec<gateway_core::routers_seen::OtherRouter>,
     /// Things failing now (login, a task's write-back, the structure, a reload) and when each is
     /// tried again.
     pub failing: Vec<FailingView>,
@@ -152,6 +154,8 @@ pub struct ErrorCounts {
 pub struct SharedStatus {
     data: Arc<RwLock<StatusData>>,
     counters: Arc<RwLock<Counters>>,
+    /// The self-test report as it changes (the page's live log).
+    self_test_updates: Arc<tokio::sync::watch::Sender<Option<SelfTestReport>>>,
 }
 
 impl SharedStatus {
@@ -169,10 +173,15 @@ impl SharedStatus {
             static_routes: Vec::new(),
             static_errors: Vec::new(),
             self_test: None,
+            other_routers: Vec::new(),
             failing: Vec::new(),
             started: SystemTime::now(),
         };
-        Self { data: Arc::new(RwLock::new(data)), counters: Default::default() }
+        Self {
+            data: Arc::new(RwLock::new(data)),
+            counters: Default::default(),
+            self_test_updates: Arc::new(tokio::sync::watch::channel(None).0),
+        }
     }
 
     /// The status document as of now.
@@ -326,7 +335,17 @@ impl SharedStatus {
     }
 
     pub fn set_self_test(&self, report: SelfTestReport) {
-        self.data.write().expect("status lock").self_test = Some(report);
+        self.data.write().expect("status lock").self_test = Some(report.clone());
+        self.self_test_updates.send_replace(Some(report));
+    }
+
+    /// The self-test report now and each change after.
+    pub fn self_test_updates(&self) -> tokio::sync::watch::Receiver<Option<SelfTestReport>> {
+        self.self_test_updates.subscribe()
+    }
+
+    pub fn other_routers(&self, routers: Vec<gateway_core::routers_seen::OtherRouter>) {
+        self.data.write().expect("status lock").other_routers = routers;
     }
 }
 

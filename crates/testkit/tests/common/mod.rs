@@ -415,15 +415,14 @@ pub fn chromium() -> &'static str {
 /// Headless Chromium with the throwaway profile `profile`, for `--dump-dom` or `--screenshot`.
 pub fn headless_chromium(profile: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(chromium());
-    cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
-        .arg(format!("--user-data-dir={}", profile.display()));
+    cmd.args(CHROMIUM_HEADLESS).arg(format!("--user-data-dir={}", profile.display()));
     cmd
 }
 
-/// Saves a screenshot of `url` (window `size`, e.g. "1280,1000") as `test-artifacts/<name>` and
-/// checks that it is a real picture.
+/// Saves a screenshot of `url` (window `size`, e.g. "1280,1000") as
+/// `target/test-artifacts/<name>` and checks that it is a real picture.
 pub async fn screenshot(profile: &Path, url: &str, name: &str, size: &str) {
-    let artifacts = gateway_testkit::paths::repo_root().join("test-artifacts");
+    let artifacts = gateway_testkit::paths::repo_root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join(name);
     let _ = std::fs::remove_file(&shot);
@@ -501,4 +500,34 @@ pub async fn run_sdk_script(emulator: &EmulatorHandle, script: &str, args: &[&st
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// The flags every test's Chromium runs with (headless, in a container, no first-run UI).
+pub const CHROMIUM_HEADLESS: [&str; 5] =
+    ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"];
+
+/// An agent in the task network, simulated: picks queued tasks from `queue`, runs an app that
+/// serves what the real test script serves, and asks for an endpoint the way the SDK does.
+pub fn simulated_agent(emulator: EmulatorHandle, queue: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let queued: Vec<String> = emulator
+                .tasks()
+                .into_iter()
+                .filter(|t| t["status"] == "queued" && t["execution"]["queue"] == queue.as_str())
+                .filter_map(|t| t["id"].as_str().map(str::to_owned))
+                .collect();
+            for id in queued {
+                let app = sample_app(&clearml_router::selftest::marker(&id)).await;
+                emulator.update_task(&id, |t| {
+                    t["status"] = json!("in_progress");
+                    t["last_worker"] = json!("sim-agent:0");
+                    t["runtime"] =
+                        json!({"_SERVICE": "EXTERNAL", "_ADDRESS": "127.0.0.1", "_PORT": app.port()});
+                    t["system_tags"] = json!(["gateway-self-test", "external_service"]);
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
 }
