@@ -1,6 +1,7 @@
 //! The only place that writes nginx or Lua text. Deterministic: the same inputs give the same
 //! bytes (sorted maps, no timestamps), so unchanged input means no write and no reload.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -14,8 +15,10 @@ use gateway_core::table::RouteTable;
 pub mod auth;
 pub mod main_conf;
 pub mod oracle;
+pub mod tls;
 
 pub use auth::AuthLayout;
+pub use tls::{TlsCert, TlsLayout};
 
 /// Name of the file the router writes into the proxy's conf.d (http context).
 pub const CONF_FILE: &str = "clearml-router.conf";
@@ -32,6 +35,7 @@ pub const AUTH_SETTINGS_FILE: &str = "auth.json";
 pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
 
 const ROUTER_CONF_TEMPLATE: &str = include_str!("../templates/router.conf.tera");
+const ROUTER_LOCATIONS_TEMPLATE: &str = include_str!("../templates/router.locations.tera");
 const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.tera");
 
 /// The Lua modules (file name, text), one per concern; the conf `require`s them by name.
@@ -66,6 +70,7 @@ pub struct Layout {
     pub upstream: UpstreamLayout,
     /// The TCP port range the proxy binds (first, last), when TCP endpoints are enabled.
     pub tcp_ports: Option<(u16, u16)>,
+    pub tls: TlsLayout,
 }
 
 /// Connections from the proxy to task targets.
@@ -92,15 +97,16 @@ pub enum Dir {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFile {
     pub dir: Dir,
-    pub name: &'static str,
+    /// A plain file name (no directory part).
+    pub name: Cow<'static, str>,
     pub bytes: Vec<u8>,
     /// Holds a secret: written with mode 0600 and left out of dry-run output.
     pub secret: bool,
 }
 
 impl RenderedFile {
-    fn new(dir: Dir, name: &'static str, bytes: Vec<u8>) -> Self {
-        Self { dir, name, bytes, secret: false }
+    fn new(dir: Dir, name: impl Into<Cow<'static, str>>, bytes: Vec<u8>) -> Self {
+        Self { dir, name: name.into(), bytes, secret: false }
     }
 }
 
@@ -121,6 +127,8 @@ pub enum RenderError {
     Template(&'static str, String),
     #[error("path {0:?} cannot be used in nginx config: only letters, digits and / . _ - are allowed")]
     UnsafePath(PathBuf),
+    #[error("server name {0:?} is not a DNS name (or *. and a DNS name)")]
+    UnsafeServerName(String),
     #[error("ClearML company id {0:?} has characters other than letters, digits, '-' and '_'")]
     UnsafeCompany(String),
 }
@@ -137,6 +145,10 @@ fn static_doc(table: &RouteTable) -> StaticDoc {
             }
             Location::Subdomain(label) => {
                 doc.hosts.insert(format!("{}.{}", label.as_str(), table.router_host), name.clone());
+                String::new()
+            }
+            Location::Host(host) => {
+                doc.hosts.insert(host.as_str().to_owned(), name.clone());
                 String::new()
             }
         };
@@ -206,7 +218,7 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
 
     let mut structural: Vec<RenderedFile> = LUA_MODULES
         .iter()
-        .map(|(name, text)| RenderedFile::new(Dir::Lua, name, text.as_bytes().to_vec()))
+        .map(|(name, text)| RenderedFile::new(Dir::Lua, *name, text.as_bytes().to_vec()))
         .collect();
     structural.extend([
         RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
@@ -214,6 +226,13 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
         RenderedFile::new(Dir::Lua, TCP_SCRIPT_FILE, TCP_SCRIPT.as_bytes().to_vec()),
         RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout)?.into_bytes()),
     ]);
+    // Certificates (with their keys) are structural: a new one is a new file and a reload.
+    if layout.tls.https_port.is_some() {
+        structural.extend(layout.tls.certs.iter().map(|cert| RenderedFile {
+            secret: true,
+            ..RenderedFile::new(Dir::Lua, cert.file_name(), cert.pem.clone())
+        }));
+    }
     if let Some(company) = layout.auth.company_id.as_deref().filter(|c| !auth::valid_company_id(c)) {
         return Err(RenderError::UnsafeCompany(gateway_core::model::display_untrusted(company)));
     }
@@ -256,7 +275,36 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     ctx.insert("auth_api_https", &auth.api_url.starts_with("https://"));
     ctx.insert("auth_verify_tls", &auth.verify_tls);
     ctx.insert("ca_bundle", CA_BUNDLE);
+    let locations = render_template("router.locations", ROUTER_LOCATIONS_TEMPLATE, &ctx)?;
+    ctx.insert("locations", &locations);
+    insert_tls(&mut ctx, &layout.tls, lua_dir)?;
     render_template("router.conf", ROUTER_CONF_TEMPLATE, &ctx)
+}
+
+/// The HTTPS servers, the ACME answers and the redirect.
+fn insert_tls(ctx: &mut tera::Context, tls: &TlsLayout, lua_dir: &str) -> Result<(), RenderError> {
+    #[derive(serde::Serialize)]
+    struct Served {
+        names: Vec<String>,
+        file: String,
+    }
+    let mut certs = Vec::new();
+    if let Some(port) = tls.https_port {
+        for cert in &tls.certs {
+            if let Some(bad) = cert.names.iter().find(|n| !tls::valid_server_name(n)) {
+                return Err(RenderError::UnsafeServerName(bad.clone()));
+            }
+            certs.push(Served { names: cert.names.clone(), file: format!("{lua_dir}/{}", cert.file_name()) });
+        }
+        ctx.insert("https_port", &port);
+        ctx.insert("https_port_suffix", &if port == 443 { String::new() } else { format!(":{port}") });
+    }
+    ctx.insert("tls_serving", &tls.serving());
+    ctx.insert("tls_certs", &certs);
+    ctx.insert("https_redirect", &(tls.redirect && tls.serving()));
+    let challenges = tls.acme_challenges.then(|| format!("{lua_dir}/{}", tls::ACME_CHALLENGE_DIR));
+    ctx.insert("acme_challenge_dir", &challenges);
+    Ok(())
 }
 
 fn render_stream(layout: &Layout) -> Result<String, RenderError> {
@@ -330,6 +378,7 @@ mod tests {
             auth: AuthLayout::disabled(),
             upstream: UpstreamLayout::default(),
             tcp_ports: Some((10000, 10100)),
+            tls: TlsLayout::default(),
         }
     }
 

@@ -32,6 +32,7 @@ fn layout() -> Layout {
         auth: AuthLayout::disabled(),
         upstream: Default::default(),
         tcp_ports: Some((10000, 10100)),
+        tls: crate::TlsLayout::default(),
     }
 }
 

@@ -33,6 +33,13 @@ pub fn layout(settings: &Settings, company_id: Option<String>) -> Layout {
             .router_address
             .as_ref()
             .map(|_| (settings.tcp.port_start.get(), settings.tcp.port_end.get())),
+        // The router loop fills in the certificates it has (files, ACME) every tick.
+        tls: gateway_render::TlsLayout {
+            https_port: settings.tls.https_port.map(|p| p.get()),
+            redirect: settings.tls.redirect,
+            acme_challenges: settings.tls.acme.is_some(),
+            certs: Vec::new(),
+        },
     }
 }
 

@@ -19,3 +19,4 @@ pub mod selftest;
 pub mod startup;
 pub mod static_files;
 pub mod status;
+pub mod tls;

@@ -355,8 +355,8 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
 
     fn path_of(&self, file: &RenderedFile) -> PathBuf {
         match file.dir {
-            Dir::Conf => self.conf_dir.join(file.name),
-            Dir::Lua => self.lua_dir.join(file.name),
+            Dir::Conf => self.conf_dir.join(&*file.name),
+            Dir::Lua => self.lua_dir.join(&*file.name),
         }
     }
 
@@ -384,7 +384,7 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
     fn restore(&self, rendered: &Rendered, previous: &[Option<Vec<u8>>]) {
         for (file, old) in rendered.structural.iter().chain([&rendered.routes]).zip(previous) {
             if let Err(e) = files::restore(&self.path_of(file), old.as_deref()) {
-                tracing::error!(file = file.name, error = %format!("{e:#}"), "cannot restore the previous file");
+                tracing::error!(file = %file.name, error = %format!("{e:#}"), "cannot restore the previous file");
             }
         }
     }

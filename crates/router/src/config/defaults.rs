@@ -41,6 +41,8 @@ pub struct Defaults {
     /// How long such a connection may idle: below the 5 s of common app servers (uvicorn,
     /// Node), so the proxy closes first and never sends on a socket the task is closing.
     pub upstream_keepalive_timeout_seconds: f64,
+    /// Let's Encrypt's production directory.
+    pub acme_directory_url: &'static str,
 }
 
 impl Default for Defaults {
@@ -75,6 +77,7 @@ impl Default for Defaults {
             docker_socket: "/var/run/docker.sock",
             upstream_keepalive: 64,
             upstream_keepalive_timeout_seconds: 4.0,
+            acme_directory_url: "https://acme-v02.api.letsencrypt.org/directory",
         }
     }
 }

@@ -17,6 +17,7 @@ mod help;
 mod parse;
 mod raw;
 mod settings;
+mod tls;
 mod values;
 
 #[cfg(test)]
@@ -29,4 +30,5 @@ pub use gateway_core::secret::Secret;
 pub use help::help;
 pub use raw::{RawEnv, Var};
 pub use settings::{AuthSettings, ProxySettings, Settings, TcpSettings};
+pub use tls::{AcmeSettings, TlsSettings};
 pub use values::{queue_pattern_regex, LogLevel, QueueFilter, ReloaderKind};
