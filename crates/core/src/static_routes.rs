@@ -566,7 +566,10 @@ mod tests {
             (json!({"name": "d", "path": "/service/x"}), "gateway uses itself"),
             (json!({"name": "d", "path": "/"}), "shadow"),
             (json!({"name": "d", "subdomain": "a.b"}), "route d: subdomain:"),
-            (json!({"name": "d", "path": "/d", "subdomain": "d"}), "not both"),
+            (json!({"name": "d", "path": "/d", "subdomain": "d"}), "not several"),
+            (json!({"name": "d", "subdomain": "d", "host": "app.example.com"}), "not several"),
+            (json!({"name": "d", "host": "localhost"}), "route d: host: \"localhost\" is not a DNS name"),
+            (json!({"name": "d", "host": "App.example.com"}), "route d: host: host contains \"A\""),
             (json!({"name": "d"}), "route d: path:"),
             (
                 json!({"name": "d", "path": "/d", "targets": ["169.254.169.254:80"]}),
@@ -588,7 +591,14 @@ mod tests {
         let dup = doc(json!({"routes": [{"name": "a", "path": "/a"}, {"name": "a", "path": "/b"}]}));
         assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("name: another route"));
         let dup = doc(json!({"routes": [{"name": "a", "path": "/a"}, {"name": "b", "path": "/a/"}]}));
-        assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("path: another route"));
+        assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("path: route a already uses /a"));
+        let dup = doc(json!({"routes": [{"name": "a", "host": "x.example.com"}, {"name": "b", "host": "x.example.com"}]}));
+        let err = validate_doc(&dup, &policy()).unwrap_err().0;
+        assert!(err.contains("route b: host: route a already uses x.example.com"), "{err}");
+        let ok = doc(json!({"routes": [{"name": "a", "host": "x.example.com"}]}));
+        let routes = validate_doc(&ok, &policy()).unwrap();
+        assert_eq!(routes[0].to_raw().host.as_deref(), Some("x.example.com"));
+        assert_eq!(static_url("https://gw.example.com:8443", &routes[0].location), "https://x.example.com:8443/");
         let unknown = parse_file(Path::new("r.json"), br#"{"routes": [{"name": "a", "pth": "/a"}]}"#);
         assert!(unknown.unwrap_err().0.contains("pth"));
     }

@@ -412,7 +412,7 @@ mod tests {
     fn every_lua_module_is_rendered_and_every_required_one_exists() {
         let rendered = render(&layout(), &table(&[])).unwrap();
         let lua: BTreeSet<&str> =
-            rendered.structural.iter().filter(|f| f.dir == Dir::Lua).map(|f| f.name).collect();
+            rendered.structural.iter().filter(|f| f.dir == Dir::Lua).map(|f| &*f.name).collect();
         let lua_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
         for entry in std::fs::read_dir(&lua_dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();

@@ -505,6 +505,7 @@ fn layout(lua_dir: &Path) -> Layout {
         auth: AuthLayout::disabled(),
         upstream: Default::default(),
         tcp_ports: None,
+        tls: Default::default(),
     }
 }
 

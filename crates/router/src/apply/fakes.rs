@@ -194,6 +194,7 @@ pub fn applier(
         auth: gateway_render::AuthLayout::disabled(),
         upstream: Default::default(),
         tcp_ports: None,
+        tls: Default::default(),
     };
     let proxy = FakeProxy::new(&conf_dir, &lua_dir, journal.clone());
     let validator = FakeValidator::new(journal.clone());

@@ -106,6 +106,7 @@ impl Gateway {
             auth: gateway_render::AuthLayout::disabled(),
             upstream: Default::default(),
             tcp_ports: None,
+            tls: Default::default(),
         };
         std::fs::write(dir.path().join("operator.token"), format!("{OPERATOR_TOKEN}\n")).unwrap();
         let proxy = LocalProxy::start(
