@@ -592,13 +592,18 @@ mod tests {
         assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("name: another route"));
         let dup = doc(json!({"routes": [{"name": "a", "path": "/a"}, {"name": "b", "path": "/a/"}]}));
         assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("path: route a already uses /a"));
-        let dup = doc(json!({"routes": [{"name": "a", "host": "x.example.com"}, {"name": "b", "host": "x.example.com"}]}));
+        let dup = doc(
+            json!({"routes": [{"name": "a", "host": "x.example.com"}, {"name": "b", "host": "x.example.com"}]}),
+        );
         let err = validate_doc(&dup, &policy()).unwrap_err().0;
         assert!(err.contains("route b: host: route a already uses x.example.com"), "{err}");
         let ok = doc(json!({"routes": [{"name": "a", "host": "x.example.com"}]}));
         let routes = validate_doc(&ok, &policy()).unwrap();
         assert_eq!(routes[0].to_raw().host.as_deref(), Some("x.example.com"));
-        assert_eq!(static_url("https://gw.example.com:8443", &routes[0].location), "https://x.example.com:8443/");
+        assert_eq!(
+            static_url("https://gw.example.com:8443", &routes[0].location),
+            "https://x.example.com:8443/"
+        );
         let unknown = parse_file(Path::new("r.json"), br#"{"routes": [{"name": "a", "pth": "/a"}]}"#);
         assert!(unknown.unwrap_err().0.contains("pth"));
     }

@@ -70,7 +70,11 @@ pub(super) fn tls(
     let has_https = https_port.is_some();
     if (redirect || acme_enabled) && !has_https {
         let var = if redirect { env::ROUTER_HTTPS_REDIRECT } else { env::ROUTER_ACME_ENABLED };
-        e.check(Err(bad(var, "is on but there is no HTTPS listener", format!("set {}", env::ROUTER_HTTPS_PORT))));
+        e.check(Err(bad(
+            var,
+            "is on but there is no HTTPS listener",
+            format!("set {}", env::ROUTER_HTTPS_PORT),
+        )));
     }
     let eab = match (eab_kid, eab_key) {
         (Some(kid), Some(key)) => Some((kid, key)),

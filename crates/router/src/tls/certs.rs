@@ -62,7 +62,11 @@ pub fn load(file: &Path, chain_pem: &[u8], key_pem: Option<&[u8]>) -> Result<Loa
     let leaf = chain.first().ok_or("holds no CERTIFICATE block")?;
     let key_source = key_pem.unwrap_or(chain_pem);
     let key = PrivateKeyDer::from_pem_slice(key_source).map_err(|e| {
-        let place = if key_pem.is_some() { "its .key file" } else { "the file (and there is no .key file beside it)" };
+        let place = if key_pem.is_some() {
+            "its .key file"
+        } else {
+            "the file (and there is no .key file beside it)"
+        };
         format!("no usable private key in {place}: {e}")
     })?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
@@ -129,7 +133,8 @@ fn check_key_matches(key: &PrivateKeyDer<'_>, cert_spki: &[u8]) -> Result<(), St
 /// The certificate files of a folder: `*.pem` / `*.crt` with the key inside or in `<stem>.key`.
 /// Returns each file's path and outcome, sorted by path.
 pub fn scan_dir(dir: &Path) -> Result<Vec<(PathBuf, Result<LoadedCert, String>)>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read the folder: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read the folder: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -165,7 +170,8 @@ mod tests {
 
     fn cert(names: &[&str]) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
     }

@@ -185,7 +185,8 @@ impl Tls {
         let mut taken = std::collections::BTreeSet::new();
         let mut certs: Vec<TlsCert> = Vec::new();
         for cert in candidates {
-            let names: Vec<String> = cert.names.iter().filter(|n| taken.insert((*n).clone())).cloned().collect();
+            let names: Vec<String> =
+                cert.names.iter().filter(|n| taken.insert((*n).clone())).cloned().collect();
             if !names.is_empty() {
                 certs.push(TlsCert { names, pem: cert.pem.clone() });
             }
@@ -213,8 +214,10 @@ impl Tls {
         }
         let now = SystemTime::now();
         let due = self.acme_hosts(hosts).into_iter().find(|host| {
-            let needed = self.acme_certs.get(host.as_str()).is_none_or(|c| c.due_for_renewal(now) || !c.covers(host));
-            let waiting = self.acme_failures.get(host.as_str()).is_some_and(|(_, _, at)| Instant::now() < *at);
+            let needed =
+                self.acme_certs.get(host.as_str()).is_none_or(|c| c.due_for_renewal(now) || !c.covers(host));
+            let waiting =
+                self.acme_failures.get(host.as_str()).is_some_and(|(_, _, at)| Instant::now() < *at);
             needed && !waiting
         });
         let Some(host) = due.cloned() else { return };
