@@ -509,8 +509,8 @@ fn layout(lua_dir: &Path) -> Layout {
     }
 }
 
-fn render_files(rendered: &Rendered) -> Vec<(&'static str, &[u8])> {
-    rendered.structural.iter().chain([&rendered.routes]).map(|f| (f.name, f.bytes.as_slice())).collect()
+fn render_files(rendered: &Rendered) -> Vec<(&str, &[u8])> {
+    rendered.structural.iter().chain([&rendered.routes]).map(|f| (&*f.name, f.bytes.as_slice())).collect()
 }
 
 /// Every string a case holds: id, name, runtime keys and string values.

@@ -455,12 +455,7 @@ impl Pebble {
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        Pebble {
-            _dns: dns_server,
-            _pebble: pebble,
-            listener_ca: pki.ca_crt.clone(),
-            pki_root,
-        }
+        Pebble { _dns: dns_server, _pebble: pebble, listener_ca: pki.ca_crt.clone(), pki_root }
     }
 
     /// The root that signs the certificates pebble issues (new on every start).
@@ -487,8 +482,8 @@ async fn acme_issues_serves_and_renews_a_short_lived_certificate() {
     let ca = work.path().join("pebble-pki").join("ca.crt");
     let state = work.path().join("acme-state");
     let (mut gw, https) = gateway("gw.acme.test", json!({"routes": []}), acme_env(ports, &ca, &state)).await;
-    // 30 s certificates: renewal is due when less than a third of the lifetime is left.
-    let pebble = Pebble::start(work.path(), ports, gw.http_port, Some(30), false).await;
+    // 20 s certificates: renewal is due when less than a third of the lifetime is left.
+    let pebble = Pebble::start(work.path(), ports, gw.http_port, Some(20), false).await;
     assert_eq!(pebble.listener_ca, ca);
     gw.start_router();
     let client = tls_client(pebble.issuing_root(), &["gw.acme.test"]);
@@ -500,7 +495,7 @@ async fn acme_issues_serves_and_renews_a_short_lived_certificate() {
     assert_eq!(serde_json::from_str::<Value>(&first.body).unwrap()["app"], "acme-app");
     assert_eq!(first.names, vec!["gw.acme.test"]);
     let left = first.not_after.duration_since(SystemTime::now()).unwrap_or_default();
-    assert!(left <= Duration::from_secs(31), "a short-lived certificate: {left:?} left");
+    assert!(left <= Duration::from_secs(21), "a short-lived certificate: {left:?} left");
     let listed = wait_certificates(&gw, T, |c| {
         c.iter().any(|c| c["source"] == "acme" && c["serial"] == json!(first.serial))
     })

@@ -24,7 +24,7 @@ const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The certificates the ACME folder holds now (one file per host), each checked as a file
 /// certificate would be; unreadable ones are reported and left out.
-pub fn stored(settings: &AcmeSettings) -> Vec<(PathBuf, Result<LoadedCert, String>)> {
+pub fn stored(settings: &AcmeSettings) -> Vec<certs::Scanned> {
     let dir = settings.state_dir.join(CERTS_DIR);
     if !dir.is_dir() {
         return Vec::new();

@@ -130,9 +130,12 @@ fn check_key_matches(key: &PrivateKeyDer<'_>, cert_spki: &[u8]) -> Result<(), St
     }
 }
 
+/// A certificate file and what reading it gave.
+pub type Scanned = (PathBuf, Result<LoadedCert, String>);
+
 /// The certificate files of a folder: `*.pem` / `*.crt` with the key inside or in `<stem>.key`.
 /// Returns each file's path and outcome, sorted by path.
-pub fn scan_dir(dir: &Path) -> Result<Vec<(PathBuf, Result<LoadedCert, String>)>, String> {
+pub fn scan_dir(dir: &Path) -> Result<Vec<Scanned>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("{}: cannot read the folder: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
