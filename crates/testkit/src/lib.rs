@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod local_proxy;
 pub mod paths;
+pub mod pki;
 pub mod process;
 pub mod sample_apps;
 pub mod wrk;

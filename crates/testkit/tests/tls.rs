@@ -8,97 +8,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use gateway_testkit::pki::Pki;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);
-
-/// A test PKI made with the `openssl` command line.
-struct Pki {
-    dir: PathBuf,
-    ca_crt: PathBuf,
-    ca_key: PathBuf,
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).unwrap();
-        let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "3",
-            "-subj",
-            "/CN=gateway test CA",
-            "-keyout",
-            ca_key.to_str().unwrap(),
-            "-out",
-            ca_crt.to_str().unwrap(),
-        ]);
-        Pki { dir: dir.to_owned(), ca_crt, ca_key }
-    }
-
-    /// A certificate for `sans` (`DNS:x`, `IP:y`) signed by the CA: `(<stem>.crt, <stem>.key)` in `out`.
-    fn issue(&self, out: &Path, stem: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
-        let (crt, key, csr, ext) = (
-            out.join(format!("{stem}.crt")),
-            out.join(format!("{stem}.key")),
-            self.dir.join("req.csr"),
-            self.dir.join("ext.cnf"),
-        );
-        std::fs::write(&ext, format!("subjectAltName={}\n", sans.join(","))).unwrap();
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=gateway test",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-out",
-            csr.to_str().unwrap(),
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            csr.to_str().unwrap(),
-            "-CA",
-            self.ca_crt.to_str().unwrap(),
-            "-CAkey",
-            self.ca_key.to_str().unwrap(),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            ext.to_str().unwrap(),
-            "-out",
-            crt.to_str().unwrap(),
-        ]);
-        (crt, key)
-    }
-
-    fn root(&self) -> Vec<u8> {
-        std::fs::read(&self.ca_crt).unwrap()
-    }
-}
 
 /// Replaces a file by rename, as an operator's tooling (or a Kubernetes secret update) does.
 fn replace(path: &Path, bytes: &[u8]) {
@@ -339,6 +255,25 @@ async fn certificate_files_serve_routes_over_tls_with_sni_and_reload_when_they_c
     let renewed = wait_served(&gw, &client, &url, T, |s| s.serial == new_serial).await;
     assert_eq!(renewed.status, 200);
     assert!(gw.nginx_reloads() > reloads);
+    // The replaced certificate's file is gone from the proxy's folder once the new one serves.
+    let lua = gw.dir.path().join("lua");
+    let cert_files = || {
+        std::fs::read_dir(&lua)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("clearml_tls_"))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + T;
+    while cert_files() != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} certificate files in {}",
+            cert_files(),
+            lua.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
