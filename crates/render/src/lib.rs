@@ -436,6 +436,39 @@ mod tests {
     }
 
     #[test]
+    fn https_servers_serve_what_the_plain_listener_serves() {
+        let mut l = layout();
+        let cert = |name: &str, pem: &str| TlsCert { names: vec![name.into()], pem: pem.as_bytes().to_vec() };
+        l.tls = TlsLayout {
+            https_port: Some(8443),
+            redirect: true,
+            acme_challenges: true,
+            certs: vec![cert("gw.example.com", "A"), cert("*.gw.example.com", "B")],
+        };
+        let rendered = render(&l, &table(&[])).unwrap();
+        let conf = rendered.structural.iter().find(|f| f.name == CONF_FILE).unwrap();
+        let conf = String::from_utf8(conf.bytes.clone()).unwrap();
+        assert_eq!(conf.matches("listen 8443 ssl").count(), 2);
+        assert_eq!(conf.matches("listen 8443 ssl default_server;").count(), 1);
+        assert!(conf.contains("server_name *.gw.example.com;"));
+        // Each HTTPS server has the whole set of locations; the plain one only redirects.
+        assert_eq!(conf.matches("location /service/ {").count(), 2);
+        assert!(conf.contains("return 301 https://$host:8443$request_uri;"));
+        assert!(conf.contains("alias /lua/acme-challenge/;"));
+        let files: Vec<&RenderedFile> =
+            rendered.structural.iter().filter(|f| f.name.starts_with(tls::CERT_FILE_PREFIX)).collect();
+        assert_eq!(files.len(), 2);
+        assert!(files.iter().all(|f| f.secret && f.dir == Dir::Lua));
+        assert!(!format!("{:?}", l.tls).contains("\"A\""), "the key never shows in Debug");
+        l.tls.certs = vec![cert("bad name;", "A")];
+        assert!(matches!(render(&l, &table(&[])), Err(RenderError::UnsafeServerName(_))));
+        // No certificate yet: no HTTPS server and no redirect (nothing would serve).
+        l.tls.certs.clear();
+        let conf = render_conf(&l, "").unwrap();
+        assert!(!conf.contains("ssl") && !conf.contains("return 301"));
+    }
+
+    #[test]
     fn unsafe_paths_are_refused() {
         let mut l = layout();
         l.lua_dir = "/lua\"; evil".into();

@@ -22,7 +22,7 @@ use gateway_core::table::RouteTable;
 use gateway_render::{TlsCert, TlsLayout};
 
 /// The first retry of a failed ACME order; doubled per failure up to [`ACME_RETRY_CAP`].
-const ACME_RETRY_FIRST: Duration = Duration::from_secs(10);
+const ACME_RETRY_FIRST: Duration = Duration::from_secs(20);
 const ACME_RETRY_CAP: Duration = Duration::from_secs(3600);
 
 /// A certificate as the status page shows it.
@@ -247,7 +247,7 @@ impl Tls {
             }
             Err(e) => {
                 let failures = self.acme_failures.get(&host).map_or(0, |(_, n, _)| *n) + 1;
-                let wait = ACME_RETRY_FIRST.saturating_mul(1 << failures.min(16)).min(ACME_RETRY_CAP);
+                let wait = ACME_RETRY_FIRST.saturating_mul(1 << (failures - 1).min(16)).min(ACME_RETRY_CAP);
                 let message = format!("{e:#}");
                 tracing::error!(host = %host, error = %message, retry_in = ?wait, "ACME order failed");
                 self.acme_failures.insert(host, (message, failures, Instant::now() + wait));
