@@ -483,6 +483,35 @@ pub fn subdomain_host(router_url: &str, label: &SubdomainLabel) -> String {
     format!("{}.{}", label.as_str(), router_host(router_url))
 }
 
+/// Custom-domain routes whose host is also a subdomain route's `<label>.<router host>`: the
+/// subdomain route keeps the host. Returns the routes to serve and one message per route left out.
+pub fn drop_host_conflicts(routes: Vec<StaticRoute>, router_host: &str) -> (Vec<StaticRoute>, Vec<String>) {
+    let subdomain_of = |host: &str| {
+        routes.iter().find_map(|r| match &r.location {
+            Location::Subdomain(label) if format!("{}.{router_host}", label.as_str()) == host => {
+                Some(r.name.clone())
+            }
+            _ => None,
+        })
+    };
+    let mut problems = Vec::new();
+    let mut keep = Vec::new();
+    for route in &routes {
+        if let Location::Host(host) = &route.location {
+            if let Some(other) = subdomain_of(host.as_str()) {
+                problems.push(format!(
+                    "static route {}: host {} is also subdomain route {other}'s host; {other} keeps it",
+                    route.name,
+                    host.as_str()
+                ));
+                continue;
+            }
+        }
+        keep.push(route.clone());
+    }
+    (keep, problems)
+}
+
 /// The URL a static route is served at (what attached tasks get as `endpoint`).
 pub fn static_url(router_url: &str, location: &Location) -> String {
     match location {
@@ -554,6 +583,27 @@ mod tests {
             let again = validate_doc(&parse_file(Path::new(name), &bytes).unwrap(), &policy()).unwrap();
             assert_eq!(again, routes, "{name}");
         }
+    }
+
+    #[test]
+    fn a_custom_host_that_is_a_subdomain_routes_host_is_left_out() {
+        let routes = validate_doc(
+            &doc(json!({"routes": [
+                {"name": "a", "subdomain": "app"},
+                {"name": "b", "host": "app.gw.example.com"},
+                {"name": "c", "host": "shop.example.com"},
+            ]})),
+            &policy(),
+        )
+        .unwrap();
+        let (kept, problems) = drop_host_conflicts(routes, "gw.example.com");
+        let names: Vec<&str> = kept.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains("static route b: host app.gw.example.com is also subdomain route a"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub struct StaticInputs {
     pub groups: Option<Watched<Groups>>,
     /// Which task serves each static route, from the last applied table.
     pub incumbents: BTreeMap<RouteName, TaskId>,
+    /// The host of `ROUTER_URL` (subdomain routes are under it).
+    router_host: String,
 }
 
 impl StaticInputs {
@@ -108,6 +110,7 @@ impl StaticInputs {
             logged_problems: Vec::new(),
             server_asked: None,
             incumbents: BTreeMap::new(),
+            router_host: gateway_core::static_routes::router_host(&settings.router_url),
         }
     }
 
@@ -138,6 +141,7 @@ impl StaticInputs {
         let empty_groups = Groups::new();
         let groups = self.groups.as_ref().map(|w| &w.good).unwrap_or(&empty_groups);
         let (routes, _) = merge_static_routes(self.server.as_deref(), self.file_routes());
+        let (routes, _) = gateway_core::static_routes::drop_host_conflicts(routes, &self.router_host);
         table.attach_static(&routes, groups, &self.incumbents);
     }
 
@@ -182,8 +186,9 @@ impl StaticInputs {
     /// Server routes left out, and names defined both there and in the file (derived from the
     /// current routes each time, so never stale after a file edit).
     fn server_errors(&self) -> Vec<String> {
-        let conflicts = merge_static_routes(self.server.as_deref(), self.file_routes()).1;
-        self.server_problems.iter().cloned().chain(conflicts).collect()
+        let (routes, conflicts) = merge_static_routes(self.server.as_deref(), self.file_routes());
+        let hosts = gateway_core::static_routes::drop_host_conflicts(routes, &self.router_host).1;
+        self.server_problems.iter().cloned().chain(conflicts).chain(hosts).collect()
     }
 }
 
