@@ -494,3 +494,49 @@ async fn acme_certificates_survive_a_restart_and_custom_domains_get_their_own() 
     assert_eq!(own_again.serial, own.serial);
     assert_eq!(orders(&gw), 2, "no new order after the restart");
 }
+
+#[test]
+fn config_dry_run_renders_and_validates_the_https_servers_without_writing_keys() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let certs = work.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    pki.issue(&certs, "gw", &["DNS:gw.dry.test"]);
+    std::fs::write(certs.join("broken.pem"), "not a certificate").unwrap();
+    let snapshot = work.path().join("snapshot.json");
+    std::fs::write(&snapshot, r#"{"tasks": []}"#).unwrap();
+    let out = work.path().join("out");
+    let mut cmd = std::process::Command::new(gateway_testkit::paths::router_bin());
+    cmd.arg("config-dry-run")
+        .arg("--snapshot")
+        .arg(&snapshot)
+        .arg("--out")
+        .arg(&out)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ROUTER_LUA_DIR", work.path().join("lua"))
+        .env("ROUTER_URL", "http://gw.dry.test:8080")
+        .env("ROUTER_HTTPS_PORT", "8443")
+        .env("ROUTER_TLS_CERTS_DIR", &certs)
+        .env("AUTH_ENABLED", "false");
+    for var in ["ROUTER_NGINX_MODULES_INCLUDE", "ROUTER_NGINX_BIN", "ROUTER_LUAJIT_BIN"] {
+        if let Ok(v) = std::env::var(var) {
+            cmd.env(var, v);
+        }
+    }
+    let output = cmd.output().expect("the router binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}\n{}", String::from_utf8_lossy(&output.stdout));
+    assert!(stderr.contains("broken.pem: holds no CERTIFICATE block"), "{stderr}");
+    let conf = std::fs::read_to_string(out.join("conf.d/clearml-router.conf")).unwrap();
+    assert!(
+        conf.contains("listen 8443 ssl default_server;") && conf.contains("server_name gw.dry.test;"),
+        "{conf}"
+    );
+    let keys: Vec<_> = std::fs::read_dir(out.join("lua"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("clearml_tls_"))
+        .collect();
+    assert!(keys.is_empty(), "the dry run writes no private key: {keys:?}");
+}
