@@ -16,7 +16,6 @@ use super::certs::{self, LoadedCert};
 use crate::apply::files;
 use crate::config::AcmeSettings;
 
-const ACCOUNT_FILE: &str = "account.json";
 const CERTS_DIR: &str = "certs";
 
 /// How long an order may take (pebble and Let's Encrypt answer in seconds).
@@ -83,13 +82,21 @@ pub async fn issue(settings: &AcmeSettings, challenges: &Path, host: &str) -> an
     Ok(cert)
 }
 
+/// The account file: one per ACME server, so that pointing the router at another CA creates an
+/// account there instead of presenting this one's credentials.
+fn account_path(settings: &AcmeSettings) -> PathBuf {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(settings.directory_url.as_bytes()));
+    settings.state_dir.join(format!("account-{}.json", &hash[..12]))
+}
+
 /// The stored account, else a new one (stored before it is used).
 async fn account(settings: &AcmeSettings) -> anyhow::Result<Account> {
     let builder = || match &settings.ca_file {
         Some(ca) => Account::builder_with_root(ca).with_context(|| format!("ACME CA file {}", ca.display())),
         None => Account::builder().context("ACME HTTP client"),
     };
-    let path = settings.state_dir.join(ACCOUNT_FILE);
+    let path = account_path(settings);
     if let Some(bytes) = files::read_if_exists(&path)? {
         let credentials: AccountCredentials =
             serde_json::from_slice(&bytes).with_context(|| format!("{} does not parse", path.display()))?;
