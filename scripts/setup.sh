@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the gateway's demo and tests need on a fresh Debian machine (idempotent):
 # nginx with the Lua, stream and stream js (TCP endpoints) modules, LuaJIT for `luajit -bl`, wrk for benchmarks, and a
-# HAProxy and Caddy (peers in the data-plane benchmark), and a Python venv (.venv) with the real clearml SDK that the tests use as the compatibility judge.
+# HAProxy and Caddy (peers in the data-plane benchmark), pebble (the ACME server of the HTTPS tests), and a Python venv (.venv) with the real clearml SDK that the tests use as the compatibility judge.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(nginx libnginx-mod-http-lua libnginx-mod-stream libnginx-mod-stream-js libnginx-mod-http-ndk
-  lua-resty-core lua-resty-lrucache lua-cjson luajit2 libluajit2-5.1-2 wrk haproxy caddy python3-venv chromium)
+  lua-resty-core lua-resty-lrucache lua-cjson luajit2 libluajit2-5.1-2 wrk haproxy caddy python3-venv chromium pebble)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

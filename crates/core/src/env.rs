@@ -69,11 +69,22 @@ pub const ROUTER_TRUSTED_PROXIES: &str = "ROUTER_TRUSTED_PROXIES";
 pub const ROUTER_PROXY_PROTOCOL: &str = "ROUTER_PROXY_PROTOCOL";
 /// The networks (CIDRs) task and static route targets must be in; unset: any allowed address.
 pub const ROUTER_TASK_TARGET_NETWORKS: &str = "ROUTER_TASK_TARGET_NETWORKS";
+/// HTTPS: the proxy's TLS listener, certificate files, ACME.
+pub const ROUTER_HTTPS_PORT: &str = "ROUTER_HTTPS_PORT";
+pub const ROUTER_HTTPS_REDIRECT: &str = "ROUTER_HTTPS_REDIRECT";
+pub const ROUTER_TLS_CERTS_DIR: &str = "ROUTER_TLS_CERTS_DIR";
+pub const ROUTER_ACME_ENABLED: &str = "ROUTER_ACME_ENABLED";
+pub const ROUTER_ACME_DIRECTORY_URL: &str = "ROUTER_ACME_DIRECTORY_URL";
+pub const ROUTER_ACME_EMAIL: &str = "ROUTER_ACME_EMAIL";
+pub const ROUTER_ACME_EAB_KID: &str = "ROUTER_ACME_EAB_KID";
+pub const ROUTER_ACME_EAB_HMAC_KEY: &str = "ROUTER_ACME_EAB_HMAC_KEY";
+pub const ROUTER_ACME_CA_FILE: &str = "ROUTER_ACME_CA_FILE";
+pub const ROUTER_ACME_STATE_DIR: &str = "ROUTER_ACME_STATE_DIR";
 /// Read by clap for `--log-json`, not by the router's settings.
 pub const ROUTER_LOG_JSON: &str = "ROUTER_LOG_JSON";
 
 /// Every variable the router's settings read; the rest of the environment is never read.
-pub const ALL: [&str; 47] = [
+pub const ALL: [&str; 57] = [
     ROUTER_NAME,
     ROUTER_URL,
     SERVER_PORT,
@@ -121,4 +132,14 @@ pub const ALL: [&str; 47] = [
     ROUTER_TRUSTED_PROXIES,
     ROUTER_PROXY_PROTOCOL,
     ROUTER_TASK_TARGET_NETWORKS,
+    ROUTER_HTTPS_PORT,
+    ROUTER_HTTPS_REDIRECT,
+    ROUTER_TLS_CERTS_DIR,
+    ROUTER_ACME_ENABLED,
+    ROUTER_ACME_DIRECTORY_URL,
+    ROUTER_ACME_EMAIL,
+    ROUTER_ACME_EAB_KID,
+    ROUTER_ACME_EAB_HMAC_KEY,
+    ROUTER_ACME_CA_FILE,
+    ROUTER_ACME_STATE_DIR,
 ];

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{Invalid, Port, RouteId, Target, TargetPolicy};
 use crate::rate_limit::RateLimit;
-use crate::static_routes::{Access, Location, RouteName, RoutePath, StaticRoute, SubdomainLabel};
+use crate::static_routes::{Access, HostName, Location, RouteName, RoutePath, StaticRoute, SubdomainLabel};
 use crate::table::{Attached, HttpRoute, RouteTable, ServedStatic, TcpRoute};
 
 /// The whole file.
@@ -203,11 +203,13 @@ fn static_location(name: &str, entry: &StaticEntry, hosts: &BTreeMap<String, Str
     if !entry.prefix.is_empty() {
         return RoutePath::parse(&entry.prefix).ok().map(Location::Path);
     }
-    hosts
-        .iter()
-        .filter(|(_, route)| *route == name)
-        .find_map(|(host, _)| static_host_label(host))
-        .map(Location::Subdomain)
+    // A subdomain route and a custom-domain route are both a host here; read as a custom domain,
+    // a subdomain route gives the same URL (`static_url`), which is all the read-back is for.
+    let host = hosts.iter().find(|(_, route)| *route == name).map(|(host, _)| host.as_str())?;
+    HostName::parse(host)
+        .map(Location::Host)
+        .ok()
+        .or_else(|| static_host_label(host).map(Location::Subdomain))
 }
 
 /// Reads our own file back; entries that do not validate are skipped (the file is ours, but the
@@ -373,5 +375,27 @@ mod tests {
         let bytes = doc.to_bytes();
         assert_eq!(RoutesDoc::parse(&bytes), Some(doc.clone()));
         assert_eq!(RoutesDoc::parse(&bytes).unwrap().to_bytes(), bytes);
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+    use crate::static_routes::{static_url, SubdomainLabel};
+
+    #[test]
+    fn a_host_read_back_gives_the_url_it_was_served_at() {
+        let hosts: BTreeMap<String, String> = [
+            ("docs.gw.example.com".to_owned(), "docs".to_owned()),
+            ("shop.example.org".to_owned(), "shop".to_owned()),
+        ]
+        .into();
+        let entry = StaticEntry::default();
+        let url = "https://gw.example.com:8443";
+        let docs = static_location("docs", &entry, &hosts).unwrap();
+        let subdomain = Location::Subdomain(SubdomainLabel::parse("docs").unwrap());
+        assert_eq!(static_url(url, &docs), static_url(url, &subdomain));
+        let shop = static_location("shop", &entry, &hosts).unwrap();
+        assert_eq!(static_url(url, &shop), "https://shop.example.org:8443/");
     }
 }

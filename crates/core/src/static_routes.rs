@@ -119,19 +119,55 @@ impl SubdomainLabel {
     }
 }
 
+/// A route's own host name (a custom domain): a lowercase DNS name of at least two labels.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct HostName(String);
+
+impl HostName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let labels: Vec<&str> = raw.split('.').collect();
+        if raw.len() > 253 || labels.len() < 2 {
+            return Err(invalid(format!(
+                "{:?} is not a DNS name of at least two labels (e.g. app.example.com)",
+                display_untrusted(raw)
+            )));
+        }
+        for label in labels {
+            label_rules(label, "host")?;
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Where a route is served.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Location {
     Path(RoutePath),
     Subdomain(SubdomainLabel),
+    /// The whole of its own host (a custom domain), like a subdomain route.
+    Host(HostName),
 }
 
 impl Location {
-    /// `path` or `subdomain`, as the SDK's `_ROUTER_ENDPOINT_MODE` and `routers.get_routes` say.
+    /// `path` or `subdomain`, as the SDK's `_ROUTER_ENDPOINT_MODE` and `routers.get_routes` say
+    /// (a custom host is served like a subdomain: from its root).
     pub fn kind(&self) -> &'static str {
         match self {
             Location::Path(_) => "path",
-            Location::Subdomain(_) => "subdomain",
+            Location::Subdomain(_) | Location::Host(_) => "subdomain",
+        }
+    }
+
+    /// The field of the routes file that sets it, and its value.
+    pub fn field(&self) -> (&'static str, &str) {
+        match self {
+            Location::Path(p) => ("path", p.as_str()),
+            Location::Subdomain(s) => ("subdomain", s.as_str()),
+            Location::Host(h) => ("host", h.as_str()),
         }
     }
 }
@@ -256,6 +292,9 @@ pub struct RawRoute {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subdomain: Option<String>,
+    /// A custom domain the route is served on (instead of a path or a subdomain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(default)]
     pub load_balanced: bool,
     /// Load-balanced routes only: publishes the replicas the traffic asks for.
@@ -316,13 +355,16 @@ impl RawRoute {
     pub fn validate(&self, policy: &TargetPolicy) -> Result<StaticRoute, Invalid> {
         let field = |f: &str, e: Invalid| invalid(format!("{f}: {e}"));
         let name = RouteName::parse(&self.name).map_err(|e| field("name", e))?;
-        let location = match (&self.path, &self.subdomain) {
-            (Some(p), None) => Location::Path(RoutePath::parse(p).map_err(|e| field("path", e))?),
-            (None, Some(s)) => {
+        let location = match (&self.path, &self.subdomain, &self.host) {
+            (Some(p), None, None) => Location::Path(RoutePath::parse(p).map_err(|e| field("path", e))?),
+            (None, Some(s), None) => {
                 Location::Subdomain(SubdomainLabel::parse(s).map_err(|e| field("subdomain", e))?)
             }
-            (Some(_), Some(_)) => return Err(invalid("path, subdomain: set one of them, not both")),
-            (None, None) => return Err(invalid("path: set a path (e.g. /demo) or a subdomain label")),
+            (None, None, Some(h)) => Location::Host(HostName::parse(h).map_err(|e| field("host", e))?),
+            (None, None, None) => {
+                return Err(invalid("path: set a path (e.g. /demo), a subdomain label or a host"))
+            }
+            _ => return Err(invalid("path, subdomain, host: set one of them, not several")),
         };
         let groups = self
             .groups
@@ -385,9 +427,10 @@ impl RawRoute {
 impl StaticRoute {
     /// Back to the file form.
     pub fn to_raw(&self) -> RawRoute {
-        let (path, subdomain) = match &self.location {
-            Location::Path(p) => (Some(p.as_str().to_owned()), None),
-            Location::Subdomain(s) => (None, Some(s.as_str().to_owned())),
+        let (path, subdomain, host) = match &self.location {
+            Location::Path(p) => (Some(p.as_str().to_owned()), None, None),
+            Location::Subdomain(s) => (None, Some(s.as_str().to_owned()), None),
+            Location::Host(h) => (None, None, Some(h.as_str().to_owned())),
         };
         let (access, groups) = match &self.access {
             Access::Public => (Some("public".to_owned()), vec![]),
@@ -399,6 +442,7 @@ impl StaticRoute {
             name: self.name.0.clone(),
             path,
             subdomain,
+            host,
             load_balanced: self.load_balanced,
             autoscaling: self.autoscaling.map(|a| RawAutoscaling {
                 target_rps_per_replica: a.target_rps_per_replica,
@@ -421,18 +465,16 @@ impl StaticRoute {
 pub fn validate_doc(doc: &RoutesFileDoc, policy: &TargetPolicy) -> Result<Vec<StaticRoute>, Invalid> {
     let mut out: Vec<StaticRoute> = Vec::new();
     let mut names = BTreeSet::new();
-    let mut locations = BTreeSet::new();
+    let mut locations: BTreeMap<Location, String> = BTreeMap::new();
     for (i, raw) in doc.routes.iter().enumerate() {
         let label = if raw.name.is_empty() { format!("routes[{i}]") } else { display_untrusted(&raw.name) };
         let route = raw.validate(policy).map_err(|e| invalid(format!("route {label}: {e}")))?;
         if !names.insert(route.name.clone()) {
             return Err(invalid(format!("route {label}: name: another route already has this name")));
         }
-        if !locations.insert(route.location.clone()) {
-            return Err(invalid(format!(
-                "route {label}: {}: another route already uses it",
-                route.location.kind()
-            )));
+        if let Some(other) = locations.insert(route.location.clone(), label.clone()) {
+            let (field, value) = route.location.field();
+            return Err(invalid(format!("route {label}: {field}: route {other} already uses {value}")));
         }
         out.push(route);
     }
@@ -479,6 +521,7 @@ pub fn from_server(route: &serde_json::Value, policy: &TargetPolicy) -> Result<S
         name: name.to_owned(),
         path: (kind == "path").then(|| format!("/{name}")),
         subdomain: (kind == "subdomain").then(|| name.to_owned()),
+        host: None,
         load_balanced: route
             .pointer("/load_balancer/enabled")
             .and_then(serde_json::Value::as_bool)
@@ -535,6 +578,35 @@ pub fn subdomain_host(router_url: &str, label: &SubdomainLabel) -> String {
     format!("{}.{}", label.as_str(), router_host(router_url))
 }
 
+/// Custom-domain routes whose host is also a subdomain route's `<label>.<router host>`: the
+/// subdomain route keeps the host. Returns the routes to serve and one message per route left out.
+pub fn drop_host_conflicts(routes: Vec<StaticRoute>, router_host: &str) -> (Vec<StaticRoute>, Vec<String>) {
+    let subdomain_of = |host: &str| {
+        routes.iter().find_map(|r| match &r.location {
+            Location::Subdomain(label) if format!("{}.{router_host}", label.as_str()) == host => {
+                Some(r.name.clone())
+            }
+            _ => None,
+        })
+    };
+    let mut problems = Vec::new();
+    let mut keep = Vec::new();
+    for route in &routes {
+        if let Location::Host(host) = &route.location {
+            if let Some(other) = subdomain_of(host.as_str()) {
+                problems.push(format!(
+                    "static route {}: host {} is also subdomain route {other}'s host; {other} keeps it",
+                    route.name,
+                    host.as_str()
+                ));
+                continue;
+            }
+        }
+        keep.push(route.clone());
+    }
+    (keep, problems)
+}
+
 /// The URL a static route is served at (what attached tasks get as `endpoint`).
 pub fn static_url(router_url: &str, location: &Location) -> String {
     match location {
@@ -542,6 +614,12 @@ pub fn static_url(router_url: &str, location: &Location) -> String {
         Location::Subdomain(label) => {
             let (scheme, authority, _) = split_url(router_url);
             format!("{scheme}://{}.{authority}/", label.as_str())
+        }
+        Location::Host(host) => {
+            // Same scheme and port as the router's own URL: one proxy serves both.
+            let (scheme, authority, router_host) = split_url(router_url);
+            let port = authority.strip_prefix(router_host.as_str()).unwrap_or_default();
+            format!("{scheme}://{}{port}/", host.as_str())
         }
     }
 }
@@ -671,6 +749,27 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_host_that_is_a_subdomain_routes_host_is_left_out() {
+        let routes = validate_doc(
+            &doc(json!({"routes": [
+                {"name": "a", "subdomain": "app"},
+                {"name": "b", "host": "app.gw.example.com"},
+                {"name": "c", "host": "shop.example.com"},
+            ]})),
+            &policy(),
+        )
+        .unwrap();
+        let (kept, problems) = drop_host_conflicts(routes, "gw.example.com");
+        let names: Vec<&str> = kept.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains("static route b: host app.gw.example.com is also subdomain route a"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_route_and_field() {
         let cases = [
             (json!({"name": "Demo", "path": "/d"}), "route Demo: name:"),
@@ -680,7 +779,10 @@ mod tests {
             (json!({"name": "d", "path": "/service/x"}), "gateway uses itself"),
             (json!({"name": "d", "path": "/"}), "shadow"),
             (json!({"name": "d", "subdomain": "a.b"}), "route d: subdomain:"),
-            (json!({"name": "d", "path": "/d", "subdomain": "d"}), "not both"),
+            (json!({"name": "d", "path": "/d", "subdomain": "d"}), "not several"),
+            (json!({"name": "d", "subdomain": "d", "host": "app.example.com"}), "not several"),
+            (json!({"name": "d", "host": "localhost"}), "route d: host: \"localhost\" is not a DNS name"),
+            (json!({"name": "d", "host": "App.example.com"}), "route d: host: host contains \"A\""),
             (json!({"name": "d"}), "route d: path:"),
             (
                 json!({"name": "d", "path": "/d", "targets": ["169.254.169.254:80"]}),
@@ -714,7 +816,19 @@ mod tests {
         let dup = doc(json!({"routes": [{"name": "a", "path": "/a"}, {"name": "a", "path": "/b"}]}));
         assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("name: another route"));
         let dup = doc(json!({"routes": [{"name": "a", "path": "/a"}, {"name": "b", "path": "/a/"}]}));
-        assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("path: another route"));
+        assert!(validate_doc(&dup, &policy()).unwrap_err().0.contains("path: route a already uses /a"));
+        let dup = doc(
+            json!({"routes": [{"name": "a", "host": "x.example.com"}, {"name": "b", "host": "x.example.com"}]}),
+        );
+        let err = validate_doc(&dup, &policy()).unwrap_err().0;
+        assert!(err.contains("route b: host: route a already uses x.example.com"), "{err}");
+        let ok = doc(json!({"routes": [{"name": "a", "host": "x.example.com"}]}));
+        let routes = validate_doc(&ok, &policy()).unwrap();
+        assert_eq!(routes[0].to_raw().host.as_deref(), Some("x.example.com"));
+        assert_eq!(
+            static_url("https://gw.example.com:8443", &routes[0].location),
+            "https://x.example.com:8443/"
+        );
         let unknown = parse_file(Path::new("r.json"), br#"{"routes": [{"name": "a", "pth": "/a"}]}"#);
         assert!(unknown.unwrap_err().0.contains("pth"));
     }

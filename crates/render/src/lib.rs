@@ -1,6 +1,7 @@
 //! The only place that writes nginx or Lua text. Deterministic: the same inputs give the same
 //! bytes (sorted maps, no timestamps), so unchanged input means no write and no reload.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -14,8 +15,10 @@ use gateway_core::table::RouteTable;
 pub mod auth;
 pub mod main_conf;
 pub mod oracle;
+pub mod tls;
 
 pub use auth::AuthLayout;
+pub use tls::{TlsCert, TlsLayout};
 
 /// Name of the file the router writes into the proxy's conf.d (http context).
 pub const CONF_FILE: &str = "clearml-router.conf";
@@ -32,6 +35,7 @@ pub const AUTH_SETTINGS_FILE: &str = "auth.json";
 pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
 
 const ROUTER_CONF_TEMPLATE: &str = include_str!("../templates/router.conf.tera");
+const ROUTER_LOCATIONS_TEMPLATE: &str = include_str!("../templates/router.locations.tera");
 const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.tera");
 
 /// The Lua modules (file name, text), one per concern; the conf `require`s them by name.
@@ -69,6 +73,7 @@ pub struct Layout {
     /// The TCP port range the proxy binds (first, last), when TCP endpoints are enabled.
     pub tcp_ports: Option<(u16, u16)>,
     pub client_address: ClientAddressLayout,
+    pub tls: TlsLayout,
 }
 
 /// Where the proxy learns the client's address: the peer, or what trusted proxies say.
@@ -104,15 +109,16 @@ pub enum Dir {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFile {
     pub dir: Dir,
-    pub name: &'static str,
+    /// A plain file name (no directory part).
+    pub name: Cow<'static, str>,
     pub bytes: Vec<u8>,
     /// Holds a secret: written with mode 0600 and left out of dry-run output.
     pub secret: bool,
 }
 
 impl RenderedFile {
-    fn new(dir: Dir, name: &'static str, bytes: Vec<u8>) -> Self {
-        Self { dir, name, bytes, secret: false }
+    fn new(dir: Dir, name: impl Into<Cow<'static, str>>, bytes: Vec<u8>) -> Self {
+        Self { dir, name: name.into(), bytes, secret: false }
     }
 }
 
@@ -133,6 +139,8 @@ pub enum RenderError {
     Template(&'static str, String),
     #[error("path {0:?} cannot be used in nginx config: only letters, digits and / . _ - are allowed")]
     UnsafePath(PathBuf),
+    #[error("server name {0:?} is not a DNS name (or *. and a DNS name)")]
+    UnsafeServerName(String),
     #[error("ClearML company id {0:?} has characters other than letters, digits, '-' and '_'")]
     UnsafeCompany(String),
 }
@@ -149,6 +157,10 @@ fn static_doc(table: &RouteTable) -> StaticDoc {
             }
             Location::Subdomain(label) => {
                 doc.hosts.insert(format!("{}.{}", label.as_str(), table.router_host), name.clone());
+                String::new()
+            }
+            Location::Host(host) => {
+                doc.hosts.insert(host.as_str().to_owned(), name.clone());
                 String::new()
             }
         };
@@ -220,7 +232,7 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
 
     let mut structural: Vec<RenderedFile> = LUA_MODULES
         .iter()
-        .map(|(name, text)| RenderedFile::new(Dir::Lua, name, text.as_bytes().to_vec()))
+        .map(|(name, text)| RenderedFile::new(Dir::Lua, *name, text.as_bytes().to_vec()))
         .collect();
     structural.extend([
         RenderedFile::new(Dir::Lua, AUTH_SETTINGS_FILE, layout.auth.settings_json()),
@@ -228,6 +240,13 @@ pub fn render(layout: &Layout, table: &RouteTable) -> Result<Rendered, RenderErr
         RenderedFile::new(Dir::Lua, TCP_SCRIPT_FILE, TCP_SCRIPT.as_bytes().to_vec()),
         RenderedFile::new(Dir::Conf, STREAM_FILE, render_stream(layout)?.into_bytes()),
     ]);
+    // Certificates (with their keys) are structural: a new one is a new file and a reload.
+    if layout.tls.https_port.is_some() {
+        structural.extend(layout.tls.certs.iter().map(|cert| RenderedFile {
+            secret: true,
+            ..RenderedFile::new(Dir::Lua, cert.file_name(), cert.pem.clone())
+        }));
+    }
     if let Some(company) = layout.auth.company_id.as_deref().filter(|c| !auth::valid_company_id(c)) {
         return Err(RenderError::UnsafeCompany(gateway_core::model::display_untrusted(company)));
     }
@@ -274,7 +293,36 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     let trusted: Vec<String> = client.trusted_proxies.iter().map(ToString::to_string).collect();
     ctx.insert("trusted_proxies", &trusted);
     ctx.insert("proxy_protocol", &client.proxy_protocol);
+    let locations = render_template("router.locations", ROUTER_LOCATIONS_TEMPLATE, &ctx)?;
+    ctx.insert("locations", &locations);
+    insert_tls(&mut ctx, &layout.tls, lua_dir)?;
     render_template("router.conf", ROUTER_CONF_TEMPLATE, &ctx)
+}
+
+/// The HTTPS servers, the ACME answers and the redirect.
+fn insert_tls(ctx: &mut tera::Context, tls: &TlsLayout, lua_dir: &str) -> Result<(), RenderError> {
+    #[derive(serde::Serialize)]
+    struct Served {
+        names: Vec<String>,
+        file: String,
+    }
+    let mut certs = Vec::new();
+    if let Some(port) = tls.https_port {
+        for cert in &tls.certs {
+            if let Some(bad) = cert.names.iter().find(|n| !tls::valid_server_name(n)) {
+                return Err(RenderError::UnsafeServerName(bad.clone()));
+            }
+            certs.push(Served { names: cert.names.clone(), file: format!("{lua_dir}/{}", cert.file_name()) });
+        }
+        ctx.insert("https_port", &port);
+        ctx.insert("https_port_suffix", &if port == 443 { String::new() } else { format!(":{port}") });
+    }
+    ctx.insert("tls_serving", &tls.serving());
+    ctx.insert("tls_certs", &certs);
+    ctx.insert("https_redirect", &(tls.redirect && tls.serving()));
+    let challenges = tls.acme_challenges.then(|| format!("{lua_dir}/{}", tls::ACME_CHALLENGE_DIR));
+    ctx.insert("acme_challenge_dir", &challenges);
+    Ok(())
 }
 
 fn render_stream(layout: &Layout) -> Result<String, RenderError> {
@@ -349,6 +397,7 @@ mod tests {
             upstream: UpstreamLayout::default(),
             tcp_ports: Some((10000, 10100)),
             client_address: Default::default(),
+            tls: TlsLayout::default(),
         }
     }
 
@@ -427,7 +476,7 @@ mod tests {
     fn every_lua_module_is_rendered_and_every_required_one_exists() {
         let rendered = render(&layout(), &table(&[])).unwrap();
         let lua: BTreeSet<&str> =
-            rendered.structural.iter().filter(|f| f.dir == Dir::Lua).map(|f| f.name).collect();
+            rendered.structural.iter().filter(|f| f.dir == Dir::Lua).map(|f| &*f.name).collect();
         let lua_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
         for entry in std::fs::read_dir(&lua_dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
@@ -448,6 +497,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn https_servers_serve_what_the_plain_listener_serves() {
+        let mut l = layout();
+        let cert = |name: &str, pem: &str| TlsCert { names: vec![name.into()], pem: pem.as_bytes().to_vec() };
+        l.tls = TlsLayout {
+            https_port: Some(8443),
+            redirect: true,
+            acme_challenges: true,
+            certs: vec![cert("gw.example.com", "A"), cert("*.gw.example.com", "B")],
+        };
+        let rendered = render(&l, &table(&[])).unwrap();
+        let conf = rendered.structural.iter().find(|f| f.name == CONF_FILE).unwrap();
+        let conf = String::from_utf8(conf.bytes.clone()).unwrap();
+        assert_eq!(conf.matches("listen 8443 ssl").count(), 2);
+        assert_eq!(conf.matches("listen 8443 ssl default_server;").count(), 1);
+        assert!(conf.contains("server_name *.gw.example.com;"));
+        // Each HTTPS server has the whole set of locations; the plain one only redirects.
+        assert_eq!(conf.matches("location /service/ {").count(), 2);
+        assert!(conf.contains("return 301 https://$host:8443$request_uri;"));
+        assert!(conf.contains("alias /lua/acme-challenge/;"));
+        let files: Vec<&RenderedFile> =
+            rendered.structural.iter().filter(|f| f.name.starts_with(tls::CERT_FILE_PREFIX)).collect();
+        assert_eq!(files.len(), 2);
+        assert!(files.iter().all(|f| f.secret && f.dir == Dir::Lua));
+        assert!(!format!("{:?}", l.tls).contains("\"A\""), "the key never shows in Debug");
+        l.tls.certs = vec![cert("bad name;", "A")];
+        assert!(matches!(render(&l, &table(&[])), Err(RenderError::UnsafeServerName(_))));
+        // No certificate yet: no HTTPS server and no redirect (nothing would serve).
+        l.tls.certs.clear();
+        let conf = render_conf(&l, "").unwrap();
+        assert!(!conf.contains("ssl") && !conf.contains("return 301"));
     }
 
     #[test]

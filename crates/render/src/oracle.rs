@@ -33,6 +33,7 @@ fn layout() -> Layout {
         upstream: Default::default(),
         tcp_ports: Some((10000, 10100)),
         client_address: Default::default(),
+        tls: crate::TlsLayout::default(),
     }
 }
 

@@ -37,6 +37,13 @@ pub fn layout(settings: &Settings, company_id: Option<String>) -> Layout {
             trusted_proxies: settings.traffic.trusted_proxies.clone(),
             proxy_protocol: settings.traffic.proxy_protocol,
         },
+        // The router loop fills in the certificates it has (files, ACME) every tick.
+        tls: gateway_render::TlsLayout {
+            https_port: settings.tls.https_port.map(|p| p.get()),
+            redirect: settings.tls.redirect,
+            acme_challenges: settings.tls.acme.is_some(),
+            certs: Vec::new(),
+        },
     }
 }
 

@@ -19,4 +19,5 @@ pub mod selftest;
 pub mod startup;
 pub mod static_files;
 pub mod status;
+pub mod tls;
 pub mod traffic;

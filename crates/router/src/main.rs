@@ -294,8 +294,19 @@ async fn dry_run(
             anyhow::bail!("{error}");
         }
         statics.attach(&settings, &mut table);
+        let mut layout = app::layout(&settings, snapshot.company.clone());
+        // The certificates the router would serve now (files, ACME certificates already issued).
+        let mut tls = clearml_router::tls::Tls::new(&settings, &settings.proxy.lua_dir);
+        tls.refresh();
+        let hosts = clearml_router::tls::Tls::hosts(&settings, &table);
+        layout.tls = tls.layout(&hosts, &table.router_host);
+        for cert in tls.views(&hosts) {
+            if let Some(error) = &cert.error {
+                eprintln!("certificate {} ({}): {error}", cert.names.join(", "), cert.source);
+            }
+        }
         let dry = DryRun {
-            layout: app::layout(&settings, snapshot.company.clone()),
+            layout,
             router_url: settings.router_url.clone(),
             validator: app::validator(&settings),
             out_dir: out.clone(),

@@ -77,6 +77,7 @@ pub struct RouterLoop<R: Reloader, C: ClearmlApi = ClearmlClient, P: ProxyContro
     last_refusals: BTreeSet<String>,
     status: SharedStatus,
     static_routes: StaticInputs,
+    tls: crate::tls::Tls,
 }
 
 /// The static routes file and the groups file, re-read on every tick (a read of two small files;
@@ -95,6 +96,8 @@ pub struct StaticInputs {
     pub groups: Option<Watched<Groups>>,
     /// Which task serves each static route, from the last applied table.
     pub incumbents: BTreeMap<RouteName, TaskId>,
+    /// The host of `ROUTER_URL` (subdomain routes are under it).
+    router_host: String,
 }
 
 impl StaticInputs {
@@ -107,6 +110,7 @@ impl StaticInputs {
             logged_problems: Vec::new(),
             server_asked: None,
             incumbents: BTreeMap::new(),
+            router_host: gateway_core::static_routes::router_host(&settings.router_url),
         }
     }
 
@@ -138,6 +142,7 @@ impl StaticInputs {
         let empty_groups = Groups::new();
         let groups = self.groups.as_ref().map(|w| &w.good).unwrap_or(&empty_groups);
         let (routes, _) = merge_static_routes(self.server.as_deref(), self.file_routes());
+        let (routes, _) = gateway_core::static_routes::drop_host_conflicts(routes, &self.router_host);
         table.attach_static(&routes, groups, &self.incumbents);
     }
 
@@ -182,8 +187,9 @@ impl StaticInputs {
     /// Server routes left out, and names defined both there and in the file (derived from the
     /// current routes each time, so never stale after a file edit).
     fn server_errors(&self) -> Vec<String> {
-        let conflicts = merge_static_routes(self.server.as_deref(), self.file_routes()).1;
-        self.server_problems.iter().cloned().chain(conflicts).collect()
+        let (routes, conflicts) = merge_static_routes(self.server.as_deref(), self.file_routes());
+        let hosts = gateway_core::static_routes::drop_host_conflicts(routes, &self.router_host).1;
+        self.server_problems.iter().cloned().chain(conflicts).chain(hosts).collect()
     }
 }
 
@@ -276,7 +282,9 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             auth: applier.layout.auth.state(),
         });
         let tasks = TaskWatch::new(full_poll_every(settings.poll_interval), CHANGE_POLL_LOOK_BACK);
+        let tls = crate::tls::Tls::new(&settings, &applier.lua_dir);
         Self {
+            tls,
             tasks,
             settings,
             client,
@@ -349,6 +357,12 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
                 None
             }
         };
+        self.tls.set_wake(wake.clone());
+        let _certs_watcher = self.tls.certs_dir().cloned().and_then(|dir| {
+            crate::tls::watch_dir(&dir, wake.clone())
+                .map_err(|e| tracing::warn!(error = %e, "cannot watch the certificate folder; it is re-read every poll"))
+                .ok()
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -417,6 +431,10 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
         self.ask_server_static_routes().await;
         self.static_routes.attach(&self.settings, &mut table);
         self.status.static_errors(self.static_routes.errors());
+        let tls_hosts = crate::tls::Tls::hosts(&self.settings, &table);
+        self.tls.refresh();
+        self.applier.layout.tls = self.tls.layout(&tls_hosts, &table.router_host);
+        self.status.certificates(self.tls.views(&tls_hosts));
         self.log_refusals(&table);
         // A failed reload waits for its backoff. A parked structural change does not hold back
         // data: the routing table (HTTP, static and TCP routes alike) goes out on the last good
@@ -437,6 +455,8 @@ impl<R: Reloader, C: ClearmlApi, P: ProxyControl> RouterLoop<R, C, P> {
             }
         }
         self.status.routes(&table, &self.settings.router_url, self.settings.tcp.router_address.as_deref());
+        // The proxy serves the challenge folder now: orders can be answered.
+        self.tls.start_acme(&tls_hosts);
         // Applied: these ports are the ones to keep from now on.
         self.tcp.previous = table.tcp_ports();
         self.static_routes.incumbents = table.static_incumbents();

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod demo;
 pub mod local_proxy;
 pub mod paths;
+pub mod pki;
 pub mod process;
 pub mod sample_apps;
 pub mod wrk;

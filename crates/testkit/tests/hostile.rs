@@ -507,11 +507,12 @@ fn layout(lua_dir: &Path) -> Layout {
         upstream: Default::default(),
         tcp_ports: None,
         client_address: Default::default(),
+        tls: Default::default(),
     }
 }
 
-fn render_files(rendered: &Rendered) -> Vec<(&'static str, &[u8])> {
-    rendered.structural.iter().chain([&rendered.routes]).map(|f| (f.name, f.bytes.as_slice())).collect()
+fn render_files(rendered: &Rendered) -> Vec<(&str, &[u8])> {
+    rendered.structural.iter().chain([&rendered.routes]).map(|f| (&*f.name, f.bytes.as_slice())).collect()
 }
 
 /// Every string a case holds: id, name, runtime keys and string values.

@@ -195,6 +195,7 @@ pub fn applier(
         upstream: Default::default(),
         tcp_ports: None,
         client_address: Default::default(),
+        tls: Default::default(),
     };
     let proxy = FakeProxy::new(&conf_dir, &lua_dir, journal.clone());
     let validator = FakeValidator::new(journal.clone());

@@ -196,6 +196,7 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
             self.apply_routes(&rendered).await?
         };
         if structural_changed {
+            self.remove_stale_certificates(&rendered);
             // The instance that confirmed this config; a different one later gets it re-applied.
             if let Some(identity) = &self.identity {
                 self.known_identity = identity.identity().await;
@@ -355,8 +356,8 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
 
     fn path_of(&self, file: &RenderedFile) -> PathBuf {
         match file.dir {
-            Dir::Conf => self.conf_dir.join(file.name),
-            Dir::Lua => self.lua_dir.join(file.name),
+            Dir::Conf => self.conf_dir.join(&*file.name),
+            Dir::Lua => self.lua_dir.join(&*file.name),
         }
     }
 
@@ -381,10 +382,26 @@ impl<R: Reloader, P: ProxyControl> Applier<R, P> {
         Ok(())
     }
 
+    /// Certificate files of earlier configs (each certificate is its own file): once the proxy
+    /// confirmed a config, those it does not name go.
+    fn remove_stale_certificates(&self, rendered: &Rendered) {
+        let Ok(entries) = std::fs::read_dir(&self.lua_dir) else { return };
+        let prefix = gateway_render::tls::CERT_FILE_PREFIX;
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let current = rendered.structural.iter().any(|f| f.dir == Dir::Lua && f.name == name);
+            if name.starts_with(prefix) && name.ends_with(".pem") && !current {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(file = %name, error = %e, "cannot remove an old certificate file");
+                }
+            }
+        }
+    }
+
     fn restore(&self, rendered: &Rendered, previous: &[Option<Vec<u8>>]) {
         for (file, old) in rendered.structural.iter().chain([&rendered.routes]).zip(previous) {
             if let Err(e) = files::restore(&self.path_of(file), old.as_deref()) {
-                tracing::error!(file = file.name, error = %format!("{e:#}"), "cannot restore the previous file");
+                tracing::error!(file = %file.name, error = %format!("{e:#}"), "cannot restore the previous file");
             }
         }
     }

@@ -123,7 +123,7 @@ pub fn stage(
         .structural
         .iter()
         .filter(|f| f.dir == Dir::Lua && f.name.ends_with(".lua"))
-        .map(|f| lua_dir.join(f.name))
+        .map(|f| lua_dir.join(&*f.name))
         .collect();
     Ok(Staged { dir: staging.to_owned(), main_conf, lua_files })
 }
@@ -193,7 +193,7 @@ pub fn write_staged(
             Dir::Lua => lua_dir,
         };
         let mode = if file.secret { 0o600 } else { 0o644 };
-        crate::apply::files::write_atomic_mode(&dir.join(file.name), &file.bytes, mode)?;
+        crate::apply::files::write_atomic_mode(&dir.join(&*file.name), &file.bytes, mode)?;
     }
     Ok(())
 }

@@ -48,6 +48,8 @@ pub struct Defaults {
     pub proxy_protocol: bool,
     /// `ROUTER_TASK_TARGET_NETWORKS`: empty, any address the SSRF rules allow.
     pub task_target_networks: &'static str,
+    /// Let's Encrypt's production directory.
+    pub acme_directory_url: &'static str,
 }
 
 impl Default for Defaults {
@@ -86,6 +88,7 @@ impl Default for Defaults {
             trusted_proxies: "",
             proxy_protocol: false,
             task_target_networks: "",
+            acme_directory_url: "https://acme-v02.api.letsencrypt.org/directory",
         }
     }
 }

@@ -33,6 +33,23 @@ pub fn help() -> String {
             "file holding the operator API's bearer token (writes, self-test, non-loopback access)".to_owned(),
         ),
         (
+            format!("{}, {}, {}", env::ROUTER_HTTPS_PORT, env::ROUTER_TLS_CERTS_DIR, env::ROUTER_HTTPS_REDIRECT),
+            "HTTPS port of the proxy (unset: none); folder of PEM certificates (watched); redirect HTTP (default false)"
+                .to_owned(),
+        ),
+        (
+            format!("{}, {}", env::ROUTER_ACME_ENABLED, env::ROUTER_ACME_DIRECTORY_URL),
+            format!("certificates over ACME HTTP-01 (default false); CA directory (default {})", d.acme_directory_url),
+        ),
+        (
+            format!("{}, {}, {}", env::ROUTER_ACME_EMAIL, env::ROUTER_ACME_EAB_KID, env::ROUTER_ACME_EAB_HMAC_KEY),
+            "ACME account contact; external account binding key id and base64url HMAC key".to_owned(),
+        ),
+        (
+            format!("{}, {}", env::ROUTER_ACME_CA_FILE, env::ROUTER_ACME_STATE_DIR),
+            format!("root CA of a private ACME server; account and certificates (default <{}>/acme)", env::ROUTER_STATE_DIR),
+        ),
+        (
             env::ROUTER_GATEWAY_TOKENS_FILE.to_owned(),
             "gateway token registry (hashes only; key beside it); enables /api/gateway-tokens".to_owned(),
         ),

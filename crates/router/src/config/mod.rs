@@ -18,6 +18,7 @@ mod help;
 mod parse;
 mod raw;
 mod settings;
+mod tls;
 mod traffic;
 mod values;
 
@@ -31,5 +32,6 @@ pub use gateway_core::secret::Secret;
 pub use help::help;
 pub use raw::{RawEnv, Var};
 pub use settings::{AuthSettings, ProxySettings, Settings, TcpSettings};
+pub use tls::{AcmeSettings, TlsSettings};
 pub use traffic::TrafficSettings;
 pub use values::{queue_pattern_regex, LogLevel, QueueFilter, ReloaderKind};

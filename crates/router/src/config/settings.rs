@@ -99,6 +99,8 @@ pub struct Settings {
     /// The gateway token registry (JSON; its key beside it as `<file>.key`). `None`: no tokens.
     pub gateway_tokens_file: Option<PathBuf>,
     pub traffic: TrafficSettings,
+    /// HTTPS on the proxy (certificate files, ACME).
+    pub tls: super::tls::TlsSettings,
 }
 
 impl Settings {
@@ -133,6 +135,7 @@ impl Settings {
     /// Ports the proxy listens on itself.
     pub fn proxy_ports(&self) -> Vec<u16> {
         let mut ports = vec![self.listen_port.get(), self.proxy.control_port.get()];
+        ports.extend(self.tls.https_port.map(Port::get));
         ports.extend(self.tcp.port_start.get()..=self.tcp.port_end.get());
         // The router's own status and operator API is no target either.
         ports.push(self.status_address.port());
@@ -167,6 +170,7 @@ fn assemble(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Settings> {
     }
     let tcp = tcp(raw, d, e, listen_port, control_port);
     let proxy = proxy(raw, d, e, control_port);
+    let tls = super::tls::tls(raw, d, e, listen_port, proxy.as_ref().map(|p| &p.state_dir));
     let queues = e.take(QueueFilter::from_var(raw.var(env::LISTEN_QUEUE_NAME), d.queues));
     let ssl_verify = e.take(parse::boolean(raw.var(env::SSL_VERIFY), d.ssl_verify));
     let log_level = e.take(LogLevel::from_var(raw.var(env::LOGGER_LEVEL), d.log_level));
@@ -216,6 +220,7 @@ fn assemble(raw: &RawEnv, d: &Defaults, e: &mut Errors) -> Option<Settings> {
         operator_token: operator_token?,
         gateway_tokens_file: gateway_tokens_file?,
         traffic: traffic?,
+        tls: tls?,
     })
 }
 

@@ -254,3 +254,31 @@ fn traffic_settings_parse_and_name_the_variable() {
         assert!(line.starts_with(name) && line.contains(want), "{line}");
     }
 }
+
+#[test]
+fn https_settings_are_checked_together() {
+    let s = env(&[]).unwrap();
+    assert!(s.tls.https_port.is_none() && s.tls.acme.is_none() && !s.tls.redirect);
+    let s = env(&[
+        ("ROUTER_HTTPS_PORT", "8443"),
+        ("ROUTER_ACME_ENABLED", "true"),
+        ("ROUTER_STATE_DIR", "/var/lib/router"),
+        ("ROUTER_ACME_EAB_KID", "kid-1"),
+        ("ROUTER_ACME_EAB_HMAC_KEY", "hmac-secret-value"),
+    ])
+    .unwrap();
+    let acme = s.tls.acme.as_ref().unwrap();
+    assert_eq!(acme.directory_url, "https://acme-v02.api.letsencrypt.org/directory");
+    assert_eq!(acme.state_dir, PathBuf::from("/var/lib/router/acme"));
+    assert!(!format!("{s:?}").contains("hmac-secret-value"), "the EAB key is a secret");
+    assert!(s.proxy_ports().contains(&8443), "the HTTPS port is no task target");
+    let first = |pairs: &[(&str, &str)]| env(pairs).unwrap_err()[0].to_string();
+    assert!(first(&[("ROUTER_HTTPS_PORT", "8080")]).starts_with("ROUTER_HTTPS_PORT: 8080 is also"));
+    assert!(first(&[("ROUTER_HTTPS_REDIRECT", "true")]).starts_with("ROUTER_HTTPS_REDIRECT: is on but"));
+    assert!(first(&[("ROUTER_ACME_ENABLED", "yes")]).starts_with("ROUTER_ACME_ENABLED: is on but"));
+    let half =
+        first(&[("ROUTER_HTTPS_PORT", "443"), ("ROUTER_ACME_ENABLED", "1"), ("ROUTER_ACME_EAB_KID", "k")]);
+    assert!(half.starts_with("ROUTER_ACME_EAB_KID: needs ROUTER_ACME_EAB_HMAC_KEY"), "{half}");
+    assert!(first(&[("ROUTER_TLS_CERTS_DIR", "/no/such/folder")]).starts_with("ROUTER_TLS_CERTS_DIR: "));
+    assert!(first(&[("ROUTER_ACME_DIRECTORY_URL", "ftp://ca")]).starts_with("ROUTER_ACME_DIRECTORY_URL: "));
+}

@@ -55,11 +55,14 @@ pub fn routes(state: AdminState) -> Router {
 type Refused = (StatusCode, String);
 
 /// The fields of a route, as the API names them (the page shows an error beside its field).
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 14] = [
     "name",
     "path",
     "subdomain",
+    "host",
     "load_balanced",
+    "autoscaling",
+    "rate_limit",
     "access",
     "groups",
     "targets",
@@ -81,7 +84,10 @@ fn field_of(message: &str) -> Option<&'static str> {
                     let before = &message[..*at];
                     let after = &message[at + f.len()..];
                     (before.is_empty() || before.ends_with(": ") || before.ends_with(", "))
-                        && (after.starts_with(':') || after.starts_with('[') || after.starts_with(','))
+                        && (after.starts_with(':')
+                            || after.starts_with('[')
+                            || after.starts_with(',')
+                            || after.starts_with('.'))
                 })
                 .map(|(at, _)| (at, *f))
         })

@@ -120,6 +120,8 @@ pub struct StatusData {
     pub static_routes: Vec<StaticRouteView>,
     /// Why the static routes or groups file is refused right now (the last good one serves).
     pub static_errors: Vec<String>,
+    /// The certificates the proxy serves (files, ACME), their expiry and problems.
+    pub certificates: Vec<crate::tls::CertificateView>,
     pub self_test: Option<SelfTestReport>,
     /// Other routers serving tasks of the same ClearML (from the tasks' owner keys).
     pub other_routers: Vec<gateway_core::routers_seen::OtherRouter>,
@@ -172,6 +174,7 @@ impl SharedStatus {
             refused: Vec::new(),
             static_routes: Vec::new(),
             static_errors: Vec::new(),
+            certificates: Vec::new(),
             self_test: None,
             other_routers: Vec::new(),
             failing: Vec::new(),
@@ -332,6 +335,10 @@ impl SharedStatus {
 
     pub fn static_errors(&self, errors: Vec<String>) {
         self.data.write().expect("status lock").static_errors = errors;
+    }
+
+    pub fn certificates(&self, certificates: Vec<crate::tls::CertificateView>) {
+        self.data.write().expect("status lock").certificates = certificates;
     }
 
     pub fn set_self_test(&self, report: SelfTestReport) {

@@ -107,6 +107,7 @@ impl Gateway {
             upstream: Default::default(),
             tcp_ports: None,
             client_address: Default::default(),
+            tls: Default::default(),
         };
         std::fs::write(dir.path().join("operator.token"), format!("{OPERATOR_TOKEN}\n")).unwrap();
         let proxy = LocalProxy::start(
