@@ -62,7 +62,7 @@
   function showError(result) {
     const data = result.data || {};
     let field = data.field || "form";
-    if (field === "path" || field === "subdomain") field = "location";
+    if (field === "path" || field === "subdomain" || field === "host") field = "location";
     const span = $('[data-error-for="' + field + '"]', form) || $('[data-error-for="form"]', form);
     span.textContent = data.error || ("HTTP " + result.status);
   }
@@ -73,8 +73,8 @@
     $("#route-form-title").textContent = route ? "Edit route " + route.name : "Add route";
     $("#route-name").value = route ? route.name : "";
     $("#route-name").readOnly = !!route;
-    $("#route-kind").value = route && route.subdomain ? "subdomain" : "path";
-    $("#route-location").value = route ? (route.path || route.subdomain || "") : "";
+    $("#route-kind").value = route && route.subdomain ? "subdomain" : route && route.host ? "host" : "path";
+    $("#route-location").value = route ? (route.path || route.subdomain || route.host || "") : "";
     $("#route-targets").value = route ? (route.targets || []).join("\n") : "";
     $("#route-load-balanced").checked = !!(route && route.load_balanced);
     $("#route-access").value = (route && route.access) || "authenticated";
@@ -100,7 +100,7 @@
   function row(route) {
     const cells = [
       el("td", { class: "name", text: route.name }),
-      el("td", { text: route.path || (route.subdomain + " (subdomain)") }),
+      el("td", { text: route.path || (route.host ? route.host + " (domain)" : route.subdomain + " (subdomain)") }),
       el("td", {}, route.url ? [el("a", { href: route.url, text: route.url })] : []),
       el("td", { text: (route.targets || []).join(", ") }),
       el("td", { text: (route.access || "authenticated") + ((route.groups || []).length ? ": " + route.groups.join(", ") : "") }),

@@ -87,8 +87,14 @@ mod tests {
 
     fn render_as(operator: bool, loopback: bool) -> String {
         let status = status();
-        let routes = vec![json!({"name": "demo", "path": "/demo", "enabled": false, "status": "Not In Use",
-                                 "targets": ["10.0.0.5:80"], "updated_by": "<b>ops</b>"})];
+        // One route of each kind: a path, a subdomain and a custom domain.
+        let routes = vec![
+            json!({"name": "demo", "path": "/demo", "enabled": false, "status": "Not In Use",
+                   "targets": ["10.0.0.5:80"], "updated_by": "<b>ops</b>"}),
+            json!({"name": "web", "subdomain": "web", "enabled": true, "status": "Routing", "targets": []}),
+            json!({"name": "shop", "host": "shop.example.com", "enabled": true, "status": "Routing",
+                   "targets": ["10.0.0.6:80"]}),
+        ];
         let view = PageView {
             status: &status,
             access: Access { operator, loopback },
@@ -111,6 +117,9 @@ mod tests {
         let html = render_as(true, false);
         assert!(html.contains("id=\"sign-out\"") && !html.contains("id=\"sign-in-form\""), "{html}");
         assert!(html.contains("<tr data-route=\"demo\">"), "{html}");
+        assert!(
+            html.contains("<td>web (subdomain)</td>") && html.contains("<td>shop.example.com (domain)</td>")
+        );
         assert!(html.contains("<td class=\"state\">Disabled</td>"), "{html}");
         assert!(html.contains("&lt;b&gt;ops&lt;&#x2F;b&gt;") && !html.contains("<b>ops"), "{html}");
         assert!(html.contains("data-operator=\"true\""));
