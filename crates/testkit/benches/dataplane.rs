@@ -26,7 +26,7 @@ use gateway_core::routes_file::{HttpEntry, RoutesDoc, StaticDoc};
 use gateway_testkit::cpu;
 use gateway_testkit::wrk::{self, WrkResult};
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use gateway_testkit::process::{self, ProcessGroup};
 
 const ROUNDS: usize = 3;
 const SECONDS: u32 = 5;
@@ -62,20 +62,23 @@ struct Peer {
     headers: Vec<String>,
     /// The process whose CPU time (with its children's: nginx workers) the peer costs.
     pid: u32,
-    _process: Option<Child>,
+    _process: Option<ProcessGroup>,
 }
 
-fn spawn(program: &str, args: &[&str], env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
+/// A peer process in its own process group, stopped (workers included) when dropped.
+fn spawn(program: &str, args: &[&str], env: &[(&str, String)]) -> ProcessGroup {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap_or_else(|e| panic!("{program} runs (scripts/setup.sh installs it): {e}"))
+    let stop = if program == "nginx" { process::NGINX_STOP } else { process::TERMINATE };
+    ProcessGroup::spawn(&mut cmd, stop, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/setup.sh installs it): {e}"))
 }
 
 /// An nginx with `http` as its http block, one worker, logs in `dir`.
-fn nginx(dir: &Path, name: &str, http: &str) -> Child {
+fn nginx(dir: &Path, name: &str, http: &str) -> ProcessGroup {
     let prefix = dir.join(name);
     std::fs::create_dir_all(&prefix).unwrap();
     let conf = format!(
@@ -89,7 +92,7 @@ fn nginx(dir: &Path, name: &str, http: &str) -> Child {
     spawn("nginx", &["-p", &p, "-e", &e.display().to_string(), "-c", &c, "-g", "daemon off;"], &[])
 }
 
-async fn start_backend(dir: &Path, port: u16) -> Child {
+async fn start_backend(dir: &Path, port: u16) -> ProcessGroup {
     let child = nginx(
         dir,
         "backend",
@@ -134,7 +137,7 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         name: "nginx (keep-alive)",
         url: format!("http://127.0.0.1:{port}/"),
         headers: vec![],
-        pid: child.id().unwrap(),
+        pid: child.id(),
         _process: Some(child),
     });
 
@@ -154,7 +157,7 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         name: "HAProxy",
         url: format!("http://127.0.0.1:{port}/"),
         headers: vec![],
-        pid: child.id().unwrap(),
+        pid: child.id(),
         _process: Some(child),
     });
 
@@ -178,7 +181,7 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         name: "Caddy",
         url: format!("http://127.0.0.1:{port}/"),
         headers: vec![],
-        pid: child.id().unwrap(),
+        pid: child.id(),
         _process: Some(child),
     });
 
