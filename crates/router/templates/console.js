@@ -177,6 +177,19 @@
     setInterval(refreshRoutes, 1000);
   }
 
+  // --- traffic --------------------------------------------------------------------------------
+  // The charts are drawn by the server; with JavaScript the section is fetched again every 10 s
+  // (without it, the page itself reloads).
+  const traffic = $("#traffic-section");
+  async function refreshTraffic() {
+    const response = await fetch(location.pathname, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = page.getElementById("traffic-section");
+    if (fresh) traffic.replaceChildren(...fresh.childNodes);
+  }
+  if (traffic) setInterval(() => refreshTraffic().catch(() => {}), 10000);
+
   // --- self-test -----------------------------------------------------------------------------
   const testForm = $("#self-test-form");
   function showReport(report) {

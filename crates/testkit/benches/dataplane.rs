@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use gateway_core::routes_file::{HttpEntry, RoutesDoc, StaticDoc};
 use gateway_testkit::cpu;
+use gateway_testkit::process::{self, ProcessGroup};
 use gateway_testkit::wrk::{self, WrkResult};
 use serde_json::Value;
-use gateway_testkit::process::{self, ProcessGroup};
 
 const ROUNDS: usize = 3;
 const SECONDS: u32 = 5;

@@ -364,3 +364,36 @@ async fn the_page_renders_its_tables_without_javascript() {
         http_client().get(gw.status_url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(openapi["paths"]["/api/static-routes/{name}/enable"]["post"].is_object());
 }
+
+/// With JavaScript the page is never reloaded, so the traffic charts must redraw themselves: a
+/// route's chart appears and moves in the page that stays open while requests are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_open_page_redraws_the_traffic_charts_without_reloading() {
+    let (gw, _app, _routes, _files) = gateway_with_routes_file().await;
+    let browser = Browser::start().await;
+    browser.open(&gw.status_url("/")).await;
+    // A mark a reload would erase.
+    browser.eval("window.__not_reloaded = true").await;
+    let series = "(document.querySelector('[data-route=\"static/models\"][data-metric=\"rps\"]') || \
+                  {dataset: {series: ''}}).dataset.series";
+    assert_eq!(browser.eval(series).await, "", "no chart before any request");
+
+    let http = http_client();
+    for _ in 0..30 {
+        let response = http.get(format!("{}/models/", gw.router_url)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // The router samples the proxy every 2 s and the page redraws every 10 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let drawn = loop {
+        let values = browser.eval(series).await.as_str().unwrap_or("").to_owned();
+        let total: f64 = values.split(',').filter_map(|v| v.parse::<f64>().ok()).sum();
+        if total > 0.0 {
+            break values;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the open page's chart never moved: {values:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(browser.eval("window.__not_reloaded === true").await, true, "redrawn in place: {drawn}");
+    browser.screenshot(&artifact("6-traffic-redrawn.png")).await;
+}
