@@ -911,6 +911,6 @@ async fn an_ipv6_target_is_served() {
     let app = gateway_testkit::sample_apps::start("[::1]:0".parse().unwrap(), "six").await.unwrap();
     let task = gw.http_task("six", app);
     let url = format!("{}/service/{task}/", gw.router_url);
-    gw.wait_for_key(&task, "endpoint", Duration::from_secs(10)).await;
-    gw.wait_for_status(&url, 200, Duration::from_secs(5)).await;
+    gw.wait_for_key(&task, "endpoint", Duration::from_secs(30)).await;
+    gw.wait_for_status(&url, 200, Duration::from_secs(15)).await;
 }
