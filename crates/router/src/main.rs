@@ -144,7 +144,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }),
         status: router.status(),
         api_metrics: router.api_metrics(),
-        probe: clearml_router::apply::probe::ProxyProbe::new(settings.proxy.control_port.get()),
+        probe: router.proxy_probe(),
         self_test: Some(std::sync::Arc::new(SelfTest {
             client: app::clearml_client(&settings)?,
             publish: {

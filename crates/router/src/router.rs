@@ -245,6 +245,15 @@ pub fn tcp_plan(settings: &Settings, previous: BTreeMap<RouteId, Port>) -> TcpPl
     }
 }
 
+impl<R: Reloader, C: ClearmlApi> RouterLoop<R, C, ProxyProbe> {
+    /// The router's way to the proxy's control listener, with its `docker exec` fallback when
+    /// the router is not on the proxy's network: the status server's metrics and traffic figures
+    /// read the proxy the same way the applier confirms it.
+    pub fn proxy_probe(&self) -> ProxyProbe {
+        self.applier.probe.clone()
+    }
+}
+
 impl<R: Reloader, P: ProxyControl> RouterLoop<R, ClearmlClient, P> {
     /// Counts and latency of this router's ClearML calls.
     pub fn api_metrics(&self) -> std::sync::Arc<clearml_api::ApiMetrics> {
