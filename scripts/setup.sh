@@ -22,9 +22,11 @@ if ((${#missing[@]})); then
   $SUDO systemctl disable --now nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1 || true
 fi
 
-# The real clearml SDK (the compatibility judge) and a FastAPI/uvicorn app for the root_path test.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import clearml, fastapi, uvicorn" 2>/dev/null; then
-  echo "setup: creating .venv with the clearml SDK, fastapi and uvicorn"
+# The real clearml SDK (the compatibility judge), a FastAPI/uvicorn app for the root_path test and
+# schemathesis for the operator API's fuzz test.
+if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/schemathesis ] \
+  || ! .venv/bin/python -c "import clearml, fastapi, uvicorn" 2>/dev/null; then
+  echo "setup: creating .venv with the clearml SDK, fastapi, uvicorn and schemathesis"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q "clearml>=2.1,<3" "fastapi>=0.100" "uvicorn>=0.29" "schemathesis>=4,<5"
