@@ -4,7 +4,8 @@
 //!
 //! 1. Throughput and latency, one worker each, on the same backend (nginx `return 200`), wrk -c32,
 //!    interleaved rounds, medians: the gateway with auth (login cache hit) against plain nginx with
-//!    upstream keep-alive, HAProxy (`http-reuse always`) and Caddy (GOMAXPROCS=1).
+//!    upstream keep-alive, that nginx with empty Lua access and balancer phases (the floor of
+//!    routing with Lua), HAProxy (`http-reuse always`) and Caddy (GOMAXPROCS=1).
 //! 2. p99 of a served route while 10,000 routes churn (one changed every 0.25 s) against idle.
 //! 3. Failed requests of keep-alive clients (wrk) on another route during 100 TCP and 100 HTTP
 //!    endpoint starts/stops, and nginx reloads meanwhile.
@@ -79,10 +80,15 @@ fn spawn(program: &str, args: &[&str], env: &[(&str, String)]) -> ProcessGroup {
 
 /// An nginx with `http` as its http block, one worker, logs in `dir`.
 fn nginx(dir: &Path, name: &str, http: &str) -> ProcessGroup {
+    nginx_with(dir, name, "", http)
+}
+
+/// The same with main-level directives first (e.g. `load_module`, with absolute paths).
+fn nginx_with(dir: &Path, name: &str, main: &str, http: &str) -> ProcessGroup {
     let prefix = dir.join(name);
     std::fs::create_dir_all(&prefix).unwrap();
     let conf = format!(
-        "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
+        "{main}\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
          http {{\n access_log off;\n client_body_temp_path {p};\n proxy_temp_path {p};\n {http}\n}}\n",
         p = prefix.display()
     );
@@ -135,6 +141,35 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
     );
     peers.push(Peer {
         name: "nginx (keep-alive)",
+        url: format!("http://127.0.0.1:{port}/"),
+        headers: vec![],
+        pid: child.id(),
+        _process: Some(child),
+    });
+
+    // The floor of any design that routes with Lua: the same nginx with an access phase that only
+    // names a fixed peer and a balancer phase that sets it (what the gateway needs per request to
+    // keep task addresses as data with per-target keep-alive pools), and nothing else.
+    let port = free_port();
+    let child = nginx_with(
+        dir,
+        "lua-floor",
+        "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n\
+         load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+        &format!(
+            // `keepalive` after the balancer, as the gateway has it: before, the balancer would
+            // replace the connection cache.
+            "upstream backend {{ server 0.0.0.1:1;\n  balancer_by_lua_block {{ \
+             require(\"ngx.balancer\").set_current_peer(ngx.ctx.host, ngx.ctx.port) }}\n  keepalive 64; }}\n \
+             server {{ listen 127.0.0.1:{port};\n  location / {{ access_by_lua_block {{ local c = ngx.ctx; \
+             c.host = \"{ip}\"; c.port = {backend_port} }}\n   proxy_pass http://backend; proxy_http_version 1.1; \
+             proxy_set_header Connection \"\"; }} }}",
+            ip = backend.ip(),
+            backend_port = backend.port(),
+        ),
+    );
+    peers.push(Peer {
+        name: "nginx + empty Lua access and balancer",
         url: format!("http://127.0.0.1:{port}/"),
         headers: vec![],
         pid: child.id(),
