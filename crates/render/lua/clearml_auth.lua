@@ -50,7 +50,9 @@ end
 local read_file = gateway_tokens.read_file
 
 -- init_by_lua: settings come as JSON data written by the router, never as Lua source.
-function _M.init(settings_path, secret_path)
+-- `recheck_url`: where background re-checks ask (the proxy's own control listener, which passes
+-- the question to ClearML); without it they ask ClearML's URL directly.
+function _M.init(settings_path, secret_path, recheck_url)
     local doc = cjson.decode(read_file(settings_path) or "")
     if type(doc) ~= "table" then
         -- Fail closed: without readable settings every request is refused.
@@ -59,6 +61,7 @@ function _M.init(settings_path, secret_path)
         return
     end
     settings = doc
+    settings.recheck_url = recheck_url
     gateway_tokens.init(settings_path:match("^(.*)/[^/]*$") or ".")
     if settings.mode == "local" then
         local key = read_file(secret_path)
@@ -269,7 +272,7 @@ function _M.recheck(premature, token, key)
     if premature then
         return
     end
-    local status, body = _M.call_by_socket(settings.api_url, token)
+    local status, body = _M.call_by_socket(settings.recheck_url or settings.api_url, token)
     local identity, reason, kind
     if status then
         identity, reason, kind = _M.classify(status, body)

@@ -37,6 +37,10 @@ pub const AUTH_KEY_FILE: &str = "clearml_auth.key";
 const ROUTER_CONF_TEMPLATE: &str = include_str!("../templates/router.conf.tera");
 const ROUTER_LOCATIONS_TEMPLATE: &str = include_str!("../templates/router.locations.tera");
 const ROUTER_STREAM_TEMPLATE: &str = include_str!("../templates/router.stream.tera");
+/// How the proxy asks ClearML who a token belongs to, shared by the login check of a request (a
+/// subrequest) and the background re-check (through the control listener, so that nginx resolves
+/// ClearML's host name and checks its TLS there too, which a Lua socket could not).
+const ROUTER_VALIDATE_TEMPLATE: &str = include_str!("../templates/router.validate.tera");
 
 /// The Lua modules (file name, text), one per concern; the conf `require`s them by name.
 const LUA_MODULES: &[(&str, &str)] = &[
@@ -293,6 +297,8 @@ fn render_conf(layout: &Layout, config_hash: &str) -> Result<String, RenderError
     let trusted: Vec<String> = client.trusted_proxies.iter().map(ToString::to_string).collect();
     ctx.insert("trusted_proxies", &trusted);
     ctx.insert("proxy_protocol", &client.proxy_protocol);
+    let validate_proxy = render_template("router.validate", ROUTER_VALIDATE_TEMPLATE, &ctx)?;
+    ctx.insert("validate_proxy", &validate_proxy);
     let locations = render_template("router.locations", ROUTER_LOCATIONS_TEMPLATE, &ctx)?;
     ctx.insert("locations", &locations);
     insert_tls(&mut ctx, &layout.tls, lua_dir)?;

@@ -88,3 +88,35 @@ async fn a_hanging_clearml_does_not_slow_a_user_with_a_cached_login() {
     assert!(made <= 2, "{made} checks for {requests} requests");
     println!("auth_cache: {requests} requests during a ClearML hang, slowest {slowest:?}, {made} re-checks");
 }
+
+/// With ClearML named by a host name (as deployments do), the background re-check still reaches
+/// it: the proxy asks through its own control listener, where nginx resolves the name (a Lua
+/// socket alone would need a `resolver` and fail on every re-check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_rechecks_reach_clearml_named_by_host_name() {
+    let emulator = clearml_emulator::start(Default::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let by_name = format!("http://localhost:{}", emulator.addr.port());
+    let env = vec![
+        ("AUTH_ENABLED", "true".to_owned()),
+        ("AUTH_CACHE_TTL_SECONDS", "1".to_owned()),
+        ("CLEARML_API_HOST", by_name),
+    ];
+    let gw = Gateway::start(Options { env, emulator: Some(emulator), ..Default::default() }).await;
+    let task = gw.http_task("named", sample_app("named").await);
+    let url = gw.wait_for_key(&task, "endpoint", T).await;
+    let token = gw.emulator.mint_token("user-1", Duration::from_secs(3600));
+    wait_for(&url, &token, 200).await;
+    let checks = gw.emulator.stats().calls(CHECK);
+    // Past the 1 s fresh TTL the login is served stale and re-checked in the background.
+    let deadline = Instant::now() + T;
+    while gw.emulator.stats().calls(CHECK) == checks {
+        assert_eq!(status_with(&url, &token).await, 200);
+        assert!(
+            Instant::now() < deadline,
+            "no background re-check reached ClearML:\n{}",
+            gw.nginx_error_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!gw.nginx_error_log().contains("background re-check failed"), "{}", gw.nginx_error_log());
+}
