@@ -41,6 +41,16 @@ function _M.reset_worker_memos()
 end
 _M.reset_worker_memos()
 
+-- `compute(key)` through `memo`; `false` answers are remembered too (nil never is).
+local function memoized(memo, key, compute)
+    local known = memo:get(key)
+    if known == nil then
+        known = compute(key)
+        memo:set(key, known)
+    end
+    return known
+end
+
 -- Identity values become request headers: no control characters, bounded length.
 function _M.header_safe(value)
     local s = tostring(value or ""):gsub("%c", "")
@@ -344,17 +354,16 @@ local function decide(token)
     return nil, reason, "invalid"
 end
 
+local function parse_bearer(header)
+    return header:match("^[Bb]earer%s+([%w%-_%.=]+)%s*$") or false
+end
+
 -- The token of an `Authorization: Bearer <token>` header, if it is one.
 function _M.bearer_token(header)
     if type(header) ~= "string" then
         return nil
     end
-    local known = bearer_memo:get(header)
-    if known == nil then
-        known = header:match("^[Bb]earer%s+([%w%-_%.=]+)%s*$") or false
-        bearer_memo:set(header, known)
-    end
-    return known or nil
+    return memoized(bearer_memo, header, parse_bearer) or nil
 end
 
 -- True for a ClearML login token (a JWT whose payload has ClearML's `identity` claim) or a
@@ -374,12 +383,7 @@ function _M.is_clearml_token(token)
     if type(token) ~= "string" then
         return false
     end
-    local known = shape_memo:get(token)
-    if known == nil then
-        known = shaped_like_clearml_token(token)
-        shape_memo:set(token, known)
-    end
-    return known
+    return memoized(shape_memo, token, shaped_like_clearml_token)
 end
 
 local GATEWAY_HEADER = "X-ClearML-Gateway-Token"
