@@ -66,14 +66,26 @@ struct Peer {
     _process: Option<ProcessGroup>,
 }
 
-/// A peer process in its own process group, stopped (workers included) when dropped.
-fn spawn(program: &str, args: &[&str], env: &[(&str, String)]) -> ProcessGroup {
+impl Peer {
+    /// A peer process serving plain HTTP on loopback `port`.
+    fn local(name: &'static str, port: u16, process: ProcessGroup) -> Peer {
+        Peer {
+            name,
+            url: format!("http://127.0.0.1:{port}/"),
+            headers: vec![],
+            pid: process.id(),
+            _process: Some(process),
+        }
+    }
+}
+
+/// A peer process in its own process group, stopped with `stop` (workers included) when dropped.
+fn spawn(program: &str, args: &[&str], env: &[(&str, String)], stop: &'static [i32]) -> ProcessGroup {
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let stop = if program == "nginx" { process::NGINX_STOP } else { process::TERMINATE };
     ProcessGroup::spawn(&mut cmd, stop, Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("{program} runs (scripts/setup.sh installs it): {e}"))
 }
@@ -95,7 +107,8 @@ fn nginx_with(dir: &Path, name: &str, main: &str, http: &str) -> ProcessGroup {
     let path = prefix.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
     let (p, c, e) = (prefix.display().to_string(), path.display().to_string(), prefix.join("error.log"));
-    spawn("nginx", &["-p", &p, "-e", &e.display().to_string(), "-c", &c, "-g", "daemon off;"], &[])
+    let args = ["-p", &p, "-e", &e.display().to_string(), "-c", &c, "-g", "daemon off;"];
+    spawn("nginx", &args, &[], process::NGINX_STOP)
 }
 
 async fn start_backend(dir: &Path, port: u16) -> ProcessGroup {
@@ -139,13 +152,7 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
              proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
         ),
     );
-    peers.push(Peer {
-        name: "nginx (keep-alive)",
-        url: format!("http://127.0.0.1:{port}/"),
-        headers: vec![],
-        pid: child.id(),
-        _process: Some(child),
-    });
+    peers.push(Peer::local("nginx (keep-alive)", port, child));
 
     // The floor of any design that routes with Lua: the same nginx with an access phase that only
     // names a fixed peer and a balancer phase that sets it (what the gateway needs per request to
@@ -168,13 +175,7 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
             backend_port = backend.port(),
         ),
     );
-    peers.push(Peer {
-        name: "nginx + empty Lua access and balancer",
-        url: format!("http://127.0.0.1:{port}/"),
-        headers: vec![],
-        pid: child.id(),
-        _process: Some(child),
-    });
+    peers.push(Peer::local("nginx + empty Lua access and balancer", port, child));
 
     let port = free_port();
     let cfg = dir.join("haproxy.cfg");
@@ -187,14 +188,8 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         ),
     )
     .unwrap();
-    let child = spawn("haproxy", &["-db", "-f", &cfg.display().to_string()], &[]);
-    peers.push(Peer {
-        name: "HAProxy",
-        url: format!("http://127.0.0.1:{port}/"),
-        headers: vec![],
-        pid: child.id(),
-        _process: Some(child),
-    });
+    let child = spawn("haproxy", &["-db", "-f", &cfg.display().to_string()], &[], process::TERMINATE);
+    peers.push(Peer::local("HAProxy", port, child));
 
     let port = free_port();
     let caddyfile = dir.join("Caddyfile");
@@ -211,14 +206,8 @@ async fn peers_side_by_side(dir: &Path, backend: SocketAddr) {
         ("XDG_DATA_HOME", home.clone()),
         ("XDG_CONFIG_HOME", home),
     ];
-    let child = spawn("caddy", &caddy_args, &caddy_env);
-    peers.push(Peer {
-        name: "Caddy",
-        url: format!("http://127.0.0.1:{port}/"),
-        headers: vec![],
-        pid: child.id(),
-        _process: Some(child),
-    });
+    let child = spawn("caddy", &caddy_args, &caddy_env, process::TERMINATE);
+    peers.push(Peer::local("Caddy", port, child));
 
     // The gateway: auth on, the login decision cached after the first request.
     let env = vec![("AUTH_ENABLED", "true".to_owned()), ("LOGGER_LEVEL", "warning".into())];
