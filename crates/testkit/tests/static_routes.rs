@@ -5,17 +5,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(10);
-
-fn routes_file(gw: &Gateway) -> PathBuf {
-    gw.dir.path().join("static-routes.json")
-}
 
 async fn start(routes: Value) -> Gateway {
     start_with(routes, None).await
@@ -24,7 +19,7 @@ async fn start(routes: Value) -> Gateway {
 /// With `groups`: authentication on and that groups file.
 async fn start_with(routes: Value, groups: Option<Value>) -> Gateway {
     let mut gw = Gateway::start(Options { no_router: true, ..Default::default() }).await;
-    write_routes(&gw, &routes);
+    gw.write_static_routes(&routes);
     if let Some(groups) = groups {
         let path = gw.dir.path().join("groups.json");
         std::fs::write(&path, groups.to_string()).unwrap();
@@ -32,17 +27,10 @@ async fn start_with(routes: Value, groups: Option<Value>) -> Gateway {
         gw.extra_env.push(("AUTH_ENABLED".into(), "true".into()));
         gw.extra_env.push(("AUTH_SECURE_ENABLED".into(), "true".into()));
     }
-    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
+    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), gw.static_routes_file().display().to_string()));
     gw.start_router();
     gw.wait_for_status(&gw.status_url("/readyz"), 200, T).await;
     gw
-}
-
-fn write_routes(gw: &Gateway, routes: &Value) {
-    let path = routes_file(gw);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(routes).unwrap()).unwrap();
-    std::fs::rename(tmp, path).unwrap();
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value, Option<String>) {
@@ -97,7 +85,7 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
         {"name": "sub", "subdomain": "sub", "access": "public", "targets": [b.to_string()]},
         {"name": "deep", "path": "/demo/deep", "access": "public", "targets": [a.to_string()]},
     ]});
-    write_routes(&gw, &edited);
+    gw.write_static_routes(&edited);
     let deadline = tokio::time::Instant::now() + T;
     loop {
         let echo: Value = http.get(format!("{demo}z")).fetch_json().await;
@@ -116,7 +104,7 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
     gw.wait_for_polls(2, T).await;
     let version = gw.routes_version().await;
     std::fs::write(
-        routes_file(&gw),
+        gw.static_routes_file(),
         r#"{"routes": [{"name": "demo", "path": "no-slash", "access": "public"}]}"#,
     )
     .unwrap();
@@ -133,7 +121,7 @@ async fn path_and_subdomain_routes_with_live_edits_and_a_malformed_file() {
     // Disabling a route stops routing it (404), the others stay.
     let mut disabled = edited.clone();
     disabled["routes"][0]["enabled"] = json!(false);
-    write_routes(&gw, &disabled);
+    gw.write_static_routes(&disabled);
     gw.wait_for_status(&format!("{demo}z"), 404, T).await;
     assert_eq!(http.get(format!("{}/demo/deep/", gw.router_url)).send().await.unwrap().status(), 200);
     assert_eq!(gw.nginx_reloads(), 0, "static route data changes must not reload nginx");
@@ -178,7 +166,7 @@ async fn load_balancing_spreads_sticks_and_moves_only_clients_of_a_removed_targe
 
     // Target b leaves (the file drops it) while clients keep asking: no request fails, only
     // b's clients move, and a target joining moves nobody.
-    write_routes(&gw, &route(&[apps[0], apps[2]]));
+    gw.write_static_routes(&route(&[apps[0], apps[2]]));
     let deadline = tokio::time::Instant::now() + T;
     loop {
         let mut moved = BTreeSet::new();
@@ -199,7 +187,7 @@ async fn load_balancing_spreads_sticks_and_moves_only_clients_of_a_removed_targe
     }
     let d = sample_app("d").await;
     let version = gw.routes_version().await;
-    write_routes(&gw, &route(&[apps[0], apps[2], d]));
+    gw.write_static_routes(&route(&[apps[0], apps[2], d]));
     gw.wait_for_routes_change(&version, T).await;
     for (cookie, app) in clients.iter().filter(|(_, app)| app != "b") {
         let body: Value = http.get(&url).header("cookie", cookie).fetch_json().await;
@@ -208,7 +196,7 @@ async fn load_balancing_spreads_sticks_and_moves_only_clients_of_a_removed_targe
     // A target that died before the file drops it: the proxy tries the next one, nothing fails.
     let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let version = gw.routes_version().await;
-    write_routes(&gw, &route(&[apps[0], dead]));
+    gw.write_static_routes(&route(&[apps[0], dead]));
     gw.wait_for_routes_change(&version, T).await;
     for _ in 0..6 {
         let (status, body, _) = get_json(&http, &url).await;
@@ -345,7 +333,7 @@ async fn admin_api_adds_edits_enables_disables_and_deletes_persisting_to_the_fil
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     wait_for_app(&url, None, "a").await;
-    let file: Value = serde_json::from_slice(&std::fs::read(routes_file(&gw)).unwrap()).unwrap();
+    let file: Value = serde_json::from_slice(&std::fs::read(gw.static_routes_file()).unwrap()).unwrap();
     assert_eq!(file["routes"][0]["updated_by"], "ada");
     assert!(file["routes"][0]["created"].is_string());
 
@@ -390,7 +378,7 @@ async fn admin_api_adds_edits_enables_disables_and_deletes_persisting_to_the_fil
     // Delete: gone from the file and from the proxy.
     assert_eq!(http.delete(format!("{api}/api")).send().await.unwrap().status(), 200);
     gw.wait_for_status(&url, 404, T).await;
-    let file: Value = serde_json::from_slice(&std::fs::read(routes_file(&gw)).unwrap()).unwrap();
+    let file: Value = serde_json::from_slice(&std::fs::read(gw.static_routes_file()).unwrap()).unwrap();
     assert_eq!(file["routes"], json!([]));
     assert_eq!(http.delete(format!("{api}/api")).send().await.unwrap().status(), 404);
 }
@@ -517,15 +505,14 @@ async fn group_access_matrix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_file_watcher_applies_edits_between_polls() {
     let mut gw = Gateway::start(Options { no_router: true, ..Default::default() }).await;
-    write_routes(&gw, &json!({"routes": []}));
-    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
+    gw.write_static_routes(&json!({"routes": []}));
+    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), gw.static_routes_file().display().to_string()));
     // Polls are 60 s apart: only the watcher can bring the edit in time.
     gw.extra_env.push(("ROUTER_POLL_INTERVAL_SECONDS".into(), "60".into()));
     gw.start_router();
     gw.wait_for_status(&gw.status_url("/readyz"), 200, T).await;
     let app = sample_app("watched").await;
-    write_routes(
-        &gw,
+    gw.write_static_routes(
         &json!({"routes": [{"name": "w", "path": "/w", "access": "public", "targets": [app.to_string()]}]}),
     );
     let started = std::time::Instant::now();
@@ -557,7 +544,7 @@ async fn disabling_a_route_cuts_its_open_websockets_only() {
         assert_eq!(echoed, Message::Text("ping".into()));
     }
 
-    write_routes(&gw, &routes(false));
+    gw.write_static_routes(&routes(false));
     // Within a poll plus the relay's 1 s check, the route's socket is closed.
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -586,8 +573,8 @@ async fn static_routes_defined_on_the_clearml_server_are_served() {
         {"name": "srv-demo", "type": "path", "enabled": true, "load_balancer": {"enabled": true}},
         {"name": "both", "type": "path", "enabled": true, "load_balancer": {"enabled": false}},
     ]));
-    write_routes(&gw, &json!({"routes": [{"name": "both", "path": "/elsewhere", "access": "public"}]}));
-    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
+    gw.write_static_routes(&json!({"routes": [{"name": "both", "path": "/elsewhere", "access": "public"}]}));
+    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), gw.static_routes_file().display().to_string()));
     gw.start_router();
     let app = sample_app("srv-app").await;
     let task = gw.emulator.create_task(clearml_emulator::NewTask {

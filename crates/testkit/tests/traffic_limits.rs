@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,17 +68,6 @@ async fn task_endpoints_answer_429_once_the_burst_is_spent_per_key() {
     assert_limited(&get(&http, &url, &[("x-api-key", "alice")]).await, 5);
 }
 
-fn routes_file(gw: &Gateway) -> PathBuf {
-    gw.dir.path().join("static-routes.json")
-}
-
-fn write_routes(gw: &Gateway, routes: &Value) {
-    let path = routes_file(gw);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(routes).unwrap()).unwrap();
-    std::fs::rename(tmp, path).unwrap();
-}
-
 /// A public load-balanced static route `/lb` over `targets`, limited to a burst of `burst` per
 /// X-Test header value.
 fn balanced_route(targets: &[SocketAddr], burst: u32) -> Value {
@@ -93,8 +81,8 @@ fn balanced_route(targets: &[SocketAddr], burst: u32) -> Value {
 async fn a_static_route_limit_holds_across_its_targets_and_changes_without_a_reload() {
     let mut gw = Gateway::start(Options { no_router: true, ..Default::default() }).await;
     let targets = [sample_app("a").await, sample_app("b").await];
-    write_routes(&gw, &balanced_route(&targets, 4));
-    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
+    gw.write_static_routes(&balanced_route(&targets, 4));
+    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), gw.static_routes_file().display().to_string()));
     gw.start_router();
     let url = format!("{}/lb/echo", gw.router_url);
     gw.wait_for_status(&url, 200, T).await;
@@ -119,15 +107,14 @@ async fn a_static_route_limit_holds_across_its_targets_and_changes_without_a_rel
     );
     let reloads = gw.nginx_reloads();
     let before = gw.routes_version().await;
-    write_routes(&gw, &balanced_route(&targets, 8));
+    gw.write_static_routes(&balanced_route(&targets, 8));
     gw.wait_for_routes_change(&before, T).await;
     assert_eq!(statuses(&http, &url, &[("x-test", "k2")], 8).await, [200; 8]);
     assert_limited(&get(&http, &url, &[("x-test", "k2")]).await, 5);
     assert_eq!(gw.nginx_reloads(), reloads, "changing a limit reloaded nginx");
 
     // A limit that does not validate refuses the file, naming the route and field.
-    write_routes(
-        &gw,
+    gw.write_static_routes(
         &json!({"routes": [{"name": "lb", "path": "/lb", "rate_limit": {"requests_per_second": 0}}]}),
     );
     let deadline = tokio::time::Instant::now() + T;
@@ -298,11 +285,10 @@ async fn a_target_outside_the_allowed_networks_is_refused_with_the_reason() {
     })
     .await;
     let inside_app = sample_app("inside").await;
-    write_routes(
-        &gw,
+    gw.write_static_routes(
         &json!({"routes": [{"name": "out", "path": "/out", "access": "public", "targets": ["127.0.0.2:8000"]}]}),
     );
-    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), routes_file(&gw).display().to_string()));
+    gw.extra_env.push(("ROUTER_STATIC_ROUTES_FILE".into(), gw.static_routes_file().display().to_string()));
     gw.start_router();
     let (inside, _) = gw.routed_task("inside").await;
     let outside = gw.http_task("outside", SocketAddr::new("127.0.0.2".parse().unwrap(), inside_app.port()));

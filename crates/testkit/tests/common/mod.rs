@@ -199,6 +199,19 @@ impl Gateway {
         std::fs::read_to_string(self.router_log_path()).unwrap_or_default()
     }
 
+    /// Where tests that start the router themselves keep its static routes file.
+    pub fn static_routes_file(&self) -> PathBuf {
+        self.dir.path().join("static-routes.json")
+    }
+
+    /// Replaces the static routes file at once (written aside, then renamed), as an editor does.
+    pub fn write_static_routes(&self, routes: &Value) {
+        let path = self.static_routes_file();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(routes).unwrap()).unwrap();
+        std::fs::rename(tmp, path).unwrap();
+    }
+
     pub fn nginx_error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
